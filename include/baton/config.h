@@ -1,0 +1,53 @@
+/* Configuration shared by batond and batonctl: a YAML file, then BATON_*
+ * environment variables, then command-line flags, each overriding the last.
+ * A bad or missing setting is an error with the reason (file:line for the
+ * file), never a silent default. See examples/batond.yaml for every key. */
+#ifndef BATON_CONFIG_H
+#define BATON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baton/err.h"
+
+#define BT_CONFIG_DEFAULT_PATH "/etc/baton/batond.yaml"
+
+typedef struct bt_config {
+    char *cluster;
+    char *node_id;              /* default: the host name */
+    char *zone;
+    char *http;                 /* HOST:PORT of the admin endpoint, or NULL */
+    char *zk_hosts;
+    char *zk_root;              /* default "/baton" */
+    uint64_t zk_session_timeout_ms;
+    char *zk_auth;              /* "user:password" for the digest ACL */
+    char *pg_conninfo;
+    uint64_t pg_lock_timeout_ms;
+    uint64_t pg_statement_timeout_ms;
+    uint64_t pg_idle_tx_timeout_ms;
+    char *preferred_zone;
+    int zone_handoff;           /* hand off to a healthy preferred-zone node */
+    char *workflows_dir;
+} bt_config_t;
+
+/* Fills defaults. */
+void bt_config_init(bt_config_t *c);
+void bt_config_free(bt_config_t *c);
+
+/* Reads `path` over the current values. Unknown keys, wrong types and bad
+ * durations are errors: err gets "FILE:LINE:COL: field: reason". */
+bt_err_t bt_config_load_file(bt_config_t *c, const char *path, char *err, size_t errlen);
+
+/* Applies BATON_CLUSTER, BATON_NODE_ID, BATON_ZONE, BATON_ZK, BATON_PG,
+ * BATON_ZK_AUTH (the digest credentials: kept out of argv on purpose). */
+bt_err_t bt_config_load_env(bt_config_t *c, char *err, size_t errlen);
+
+/* Sets one field by its file key ("zookeeper.hosts"), as a flag would. */
+bt_err_t bt_config_set(bt_config_t *c, const char *key, const char *value,
+                       char *err, size_t errlen);
+
+/* Checks that what a daemon needs is there (cluster, ZooKeeper hosts,
+ * PostgreSQL conninfo, a node id). `need_zk` = 0 skips ZooKeeper. */
+bt_err_t bt_config_validate(const bt_config_t *c, int need_zk, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,110 @@
+/* The PostgreSQL store: schema migrations and fenced writes.
+ *
+ * Fencing contract. Every write on the dispatch path carries the writer's
+ * leader epoch and is one round trip that succeeds only while that epoch is
+ * the cluster's current one (fence row locked FOR SHARE in the same
+ * transaction; see src/store/migrations/0001_initial.sql for why this holds
+ * under READ COMMITTED). A write that loses reports BT_E_FENCED, and the
+ * caller must stop issuing side effects at once: it is no longer leader.
+ *
+ * Outcomes reported to callbacks:
+ *   BT_OK          written
+ *   BT_E_FENCED    our epoch is stale: step down
+ *   BT_E_CONFLICT  the row was not in the expected state (or is missing)
+ *   BT_E_EXISTS    create of an existing row
+ *   BT_E_PG        the server refused (e.g. lock timeout); safe to retry
+ *   BT_E_PG_CONN   connection lost: outcome unknown; re-read, then retry
+ *   BT_E_CANCELLED the store was closed
+ * All writes of one loop turn are pipelined and committed together.
+ */
+#ifndef BATON_STORE_H
+#define BATON_STORE_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baton/err.h"
+#include "baton/pg.h"
+#include "baton/record.h"
+
+/* The newest schema version this binary knows. */
+int bt_store_schema_version(void);
+
+/* Applies the embedded migrations in order under a PostgreSQL advisory
+ * lock and records each in schema_migrations. Re-running is a no-op.
+ * Returns BT_E_SCHEMA_NEWER when the database has a version this binary does
+ * not know (an older binary must not write to a newer schema).
+ * BLOCKING: call at start-up, before the event loop runs. `*out_version`
+ * (may be NULL) receives the version the database is at afterwards; on
+ * failure errbuf holds the reason. */
+bt_err_t bt_store_migrate(const char *conninfo, int *out_version, char *errbuf,
+                          size_t errlen);
+
+typedef struct bt_store bt_store_t;
+
+typedef struct bt_store_opts {
+    const char *conninfo;
+    const char *cluster;   /* baton cluster name: the fence row's key */
+    const char *node;      /* this node's id, recorded with every write */
+    bt_pg_opts_t pg;       /* timeouts and batch size; conninfo/stmts ignored */
+    uint32_t fence_grace_ms; /* see fence_acquire; default 2000 */
+} bt_store_opts_t;
+
+bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
+                       bt_store_t **out);
+void bt_store_close(bt_store_t *st); /* pending callbacks get BT_E_CANCELLED */
+bt_pg_t *bt_store_pg(bt_store_t *st);
+int bt_store_is_up(const bt_store_t *st);
+
+/* `detail` is the server's message for BT_E_PG*, else NULL. */
+typedef void (*bt_store_cb)(bt_err_t err, const char *detail, void *arg);
+
+/* Records `epoch` as the cluster's current one, if it is greater than the
+ * recorded one (BT_E_STALE_EPOCH otherwise), with a 'leader' event. It never
+ * waits behind a stalled writer: a session that has held a lock on the fence
+ * row for more than fence_grace_ms (a paused old leader mid-batch) is
+ * terminated, so its writes roll back. */
+bt_err_t bt_store_fence_acquire(bt_store_t *st, uint64_t epoch, const char *zone,
+                                const char *reason, bt_store_cb cb, void *arg);
+
+/* BT_OK while `epoch` is current, BT_E_FENCED otherwise. */
+bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
+                              void *arg);
+
+/* Inserts a new task run (one attempt). Sets run->writer_epoch and
+ * run->writer_node before encoding; the queryable columns come from `run`. */
+bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run,
+                              bt_store_cb cb, void *arg);
+
+/* Compare-and-set: moves run->run_key from state `from` to run->state and
+ * stores `run` as its record (writer fields set as above). The error column
+ * is set from run->error->message, or cleared. */
+bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
+                                  bt_task_state_t from, bt_task_run_t *run,
+                                  bt_store_cb cb, void *arg);
+
+/* Reads one task run. On BT_OK, `run` is owned by the callee: free it with
+ * baton__v1__task_run__free_unpacked(run, NULL). BT_E_CORRUPT when the row's
+ * record does not decode (or contradicts its columns): `run` is NULL and
+ * `state` holds the row's state column, so the caller can fail the run with
+ * bt_store_task_fail_corrupt. BT_E_NOTFOUND when there is no such row. */
+typedef void (*bt_store_task_cb)(bt_err_t err, bt_task_run_t *run,
+                                 const char *state, const char *detail,
+                                 void *arg);
+bt_err_t bt_store_task_get(bt_store_t *st, const char *run_key,
+                           bt_store_task_cb cb, void *arg);
+
+/* Replaces an undecodable record: moves the run (fenced, from `state`) to
+ * failed with a fresh record rebuilt from the run key, whose error says why,
+ * and appends a 'corrupt_record' event with the reason, in one transaction. */
+bt_err_t bt_store_task_fail_corrupt(bt_store_t *st, uint64_t epoch,
+                                    const char *run_key, const char *state,
+                                    const char *why, bt_store_cb cb, void *arg);
+
+/* Appends an audit event under the fence. detail_json may be NULL. */
+bt_err_t bt_store_event(bt_store_t *st, uint64_t epoch, const char *kind,
+                        const char *run_key, const char *detail_json,
+                        bt_store_cb cb, void *arg);
+
+#endif

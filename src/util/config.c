@@ -1,0 +1,239 @@
+#include "baton/config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "baton/clock.h"
+#include "baton/yaml.h"
+
+typedef enum { F_STR, F_DURATION, F_BOOL } ftype_t;
+
+/* Every key the file may hold. One table drives the file, env and flags. */
+static const struct field {
+    const char *key;
+    ftype_t type;
+    size_t offset;
+} fields[] = {
+    {"cluster", F_STR, offsetof(bt_config_t, cluster)},
+    {"node_id", F_STR, offsetof(bt_config_t, node_id)},
+    {"zone", F_STR, offsetof(bt_config_t, zone)},
+    {"http", F_STR, offsetof(bt_config_t, http)},
+    {"workflows_dir", F_STR, offsetof(bt_config_t, workflows_dir)},
+    {"zookeeper.hosts", F_STR, offsetof(bt_config_t, zk_hosts)},
+    {"zookeeper.root", F_STR, offsetof(bt_config_t, zk_root)},
+    {"zookeeper.session_timeout", F_DURATION, offsetof(bt_config_t, zk_session_timeout_ms)},
+    {"zookeeper.auth", F_STR, offsetof(bt_config_t, zk_auth)},
+    {"postgres.conninfo", F_STR, offsetof(bt_config_t, pg_conninfo)},
+    {"postgres.lock_timeout", F_DURATION, offsetof(bt_config_t, pg_lock_timeout_ms)},
+    {"postgres.statement_timeout", F_DURATION, offsetof(bt_config_t, pg_statement_timeout_ms)},
+    {"postgres.idle_in_transaction_timeout", F_DURATION, offsetof(bt_config_t, pg_idle_tx_timeout_ms)},
+    {"election.preferred_zone", F_STR, offsetof(bt_config_t, preferred_zone)},
+    {"election.zone_handoff", F_BOOL, offsetof(bt_config_t, zone_handoff)},
+};
+#define NFIELDS (sizeof fields / sizeof fields[0])
+
+void bt_config_init(bt_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->zk_root = strdup("/baton");
+    c->zk_session_timeout_ms = 6000;
+    c->pg_lock_timeout_ms = 2000;
+    c->pg_statement_timeout_ms = 10000;
+    c->pg_idle_tx_timeout_ms = 5000;
+    char host[256];
+    if (gethostname(host, sizeof host) == 0) {
+        host[sizeof host - 1] = '\0';
+        c->node_id = strdup(host);
+    }
+}
+
+void bt_config_free(bt_config_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (fields[i].type == F_STR)
+            free(*(char **)((char *)c + fields[i].offset));
+    memset(c, 0, sizeof *c);
+}
+
+static const struct field *find_field(const char *key)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (!strcmp(fields[i].key, key))
+            return &fields[i];
+    return NULL;
+}
+
+/* Stores `value` into the field; on failure writes the reason only. */
+static bt_err_t store_value(bt_config_t *c, const struct field *f, const char *value,
+                            char *why, size_t whylen)
+{
+    void *slot = (char *)c + f->offset;
+    switch (f->type) {
+    case F_STR: {
+        char *dup = strdup(value);
+        if (!dup)
+            return BT_E_NOMEM;
+        free(*(char **)slot);
+        *(char **)slot = dup;
+        return BT_OK;
+    }
+    case F_DURATION:
+        if (bt_duration_parse(value, (uint64_t *)slot) != BT_OK) {
+            snprintf(why, whylen, "'%s' is not a duration (e.g. 500ms, 6s, 2m)", value);
+            return BT_E_CONFIG;
+        }
+        return BT_OK;
+    case F_BOOL:
+        if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "on")) {
+            *(int *)slot = 1;
+        } else if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "off")) {
+            *(int *)slot = 0;
+        } else {
+            snprintf(why, whylen, "'%s' is not true or false", value);
+            return BT_E_CONFIG;
+        }
+        return BT_OK;
+    }
+    return BT_E_INVAL;
+}
+
+bt_err_t bt_config_set(bt_config_t *c, const char *key, const char *value,
+                       char *err, size_t errlen)
+{
+    char why[256] = "";
+    const struct field *f = find_field(key);
+    if (!f) {
+        snprintf(err, errlen, "unknown setting '%s'", key);
+        return BT_E_CONFIG;
+    }
+    bt_err_t rc = store_value(c, f, value, why, sizeof why);
+    if (rc != BT_OK)
+        snprintf(err, errlen, "%s: %s", key, why);
+    return rc;
+}
+
+/* Walks one mapping level; `prefix` is "" at the top. */
+static bt_err_t load_map(bt_config_t *c, const char *path, const bt_ynode_t *map,
+                         const char *prefix, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        char key[128], why[256] = "";
+        const bt_ynode_t *v = map->items[i];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", map->keys[i]);
+
+        if (v->kind == BT_YNODE_MAP && !*prefix) {
+            int known = 0;
+            size_t klen = strlen(key);
+            for (size_t j = 0; j < NFIELDS; j++)
+                known |= !strncmp(fields[j].key, key, klen) && fields[j].key[klen] == '.';
+            if (!known) {
+                snprintf(err, errlen, "%s:%zu: %s: unknown section", path, map->key_lines[i], key);
+                return BT_E_CONFIG;
+            }
+            bt_err_t rc = load_map(c, path, v, key, err, errlen);
+            if (rc != BT_OK)
+                return rc;
+            continue;
+        }
+        const struct field *f = find_field(key);
+        if (!f) {
+            snprintf(err, errlen, "%s:%zu: %s: unknown setting", path, map->key_lines[i], key);
+            return BT_E_CONFIG;
+        }
+        if (v->kind != BT_YNODE_SCALAR) {
+            snprintf(err, errlen, "%s:%zu:%zu: %s: expected a single value", path, v->line,
+                     v->col, key);
+            return BT_E_CONFIG;
+        }
+        if (bt_ynode_is_null(v))
+            continue; /* key present but empty: keep the default */
+        bt_err_t rc = store_value(c, f, v->value, why, sizeof why);
+        if (rc != BT_OK) {
+            snprintf(err, errlen, "%s:%zu:%zu: %s: %s", path, v->line, v->col, key, why);
+            return rc;
+        }
+    }
+    return BT_OK;
+}
+
+bt_err_t bt_config_load_file(bt_config_t *c, const char *path, char *err, size_t errlen)
+{
+    bt_ynode_t *root = NULL;
+    bt_err_t rc = bt_yaml_load_file(path, &root, err, errlen);
+    if (rc != BT_OK)
+        return rc == BT_E_IO ? BT_E_IO : BT_E_CONFIG;
+    if (root->kind != BT_YNODE_MAP) {
+        snprintf(err, errlen, "%s:%zu:%zu: expected a mapping of settings", path, root->line,
+                 root->col);
+        rc = BT_E_CONFIG;
+    } else {
+        rc = load_map(c, path, root, "", err, errlen);
+    }
+    bt_ynode_free(root);
+    return rc;
+}
+
+bt_err_t bt_config_load_env(bt_config_t *c, char *err, size_t errlen)
+{
+    static const struct {
+        const char *env, *key;
+    } map[] = {
+        {"BATON_CLUSTER", "cluster"}, {"BATON_NODE_ID", "node_id"},
+        {"BATON_ZONE", "zone"},       {"BATON_ZK", "zookeeper.hosts"},
+        {"BATON_PG", "postgres.conninfo"}, {"BATON_ZK_AUTH", "zookeeper.auth"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        const char *v = getenv(map[i].env);
+        if (v && *v) {
+            bt_err_t rc = bt_config_set(c, map[i].key, v, err, errlen);
+            if (rc != BT_OK)
+                return rc;
+        }
+    }
+    return BT_OK;
+}
+
+bt_err_t bt_config_validate(const bt_config_t *c, int need_zk, char *err, size_t errlen)
+{
+    if (!c->cluster || !*c->cluster) {
+        snprintf(err, errlen, "cluster: not set (config 'cluster', BATON_CLUSTER or --cluster)");
+        return BT_E_CONFIG;
+    }
+    if (strchr(c->cluster, '/')) {
+        snprintf(err, errlen, "cluster: '%s' must not contain '/'", c->cluster);
+        return BT_E_CONFIG;
+    }
+    if (!c->pg_conninfo || !*c->pg_conninfo) {
+        snprintf(err, errlen, "postgres.conninfo: not set (config, BATON_PG or --pg)");
+        return BT_E_CONFIG;
+    }
+    if (need_zk) {
+        if (!c->zk_hosts || !*c->zk_hosts) {
+            snprintf(err, errlen, "zookeeper.hosts: not set (config, BATON_ZK or --zk)");
+            return BT_E_CONFIG;
+        }
+        if (!c->zk_root || c->zk_root[0] != '/') {
+            snprintf(err, errlen, "zookeeper.root: must be an absolute path");
+            return BT_E_CONFIG;
+        }
+        if (c->zk_session_timeout_ms < 400 || c->zk_session_timeout_ms > 120000) {
+            snprintf(err, errlen, "zookeeper.session_timeout: %llu ms is outside 400ms..2m",
+                     (unsigned long long)c->zk_session_timeout_ms);
+            return BT_E_CONFIG;
+        }
+        if (c->zk_auth && !strchr(c->zk_auth, ':')) {
+            snprintf(err, errlen, "zookeeper.auth: expected user:password");
+            return BT_E_CONFIG;
+        }
+    }
+    if (!c->node_id || !*c->node_id) {
+        snprintf(err, errlen, "node_id: not set and the host name is unknown");
+        return BT_E_CONFIG;
+    }
+    return BT_OK;
+}
