@@ -72,6 +72,11 @@ bt_err_t bt_store_fence_acquire(bt_store_t *st, uint64_t epoch, const char *zone
 bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
                               void *arg);
 
+/* The leader's periodic fenced write (table leader_heartbeat): BT_OK while
+ * `epoch` is current, BT_E_FENCED otherwise. */
+bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
+                                   void *arg);
+
 /* Inserts a new task run (one attempt). Sets run->writer_epoch and
  * run->writer_node before encoding; the queryable columns come from `run`. */
 bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run,

@@ -1,49 +1,103 @@
 #include "daemon/daemon.h"
 
 #include <ev.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "baton/clock.h"
+#include "baton/coord.h"
 #include "baton/log.h"
-#include "util/container.h"
 #include "baton/store.h"
+#include "daemon/admin.h"
+#include "util/container.h"
 
+/* The one context of a batond process (no other mutable global state). */
 typedef struct bt_daemon {
     const bt_config_t *cfg;
     struct ev_loop *loop;
     bt_store_t *store;
+    bt_coord_t *coord;
+    bt_admin_t *admin;
     ev_signal sigterm, sigint;
+    ev_timer hard_stop;    /* a handoff that cannot finish must not hang exit */
+    int stopping;
 } bt_daemon_t;
 
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+static void on_stopped(void *arg)
 {
+    bt_daemon_t *d = arg;
+    bt_info("batond: handed off; exiting");
+    ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void on_hard_stop(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
     (void)revents;
-    bt_info("batond: signal %d: stopping", w->signum);
+    bt_warn("batond: handoff did not finish in time; exiting anyway");
     ev_break(loop, EVBREAK_ALL);
 }
 
-static void on_pg_state(bt_pg_t *pg, int up, void *arg)
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    bt_daemon_t *d = w->signum == SIGTERM ? container_of(w, bt_daemon_t, sigterm)
+                                          : container_of(w, bt_daemon_t, sigint);
+    (void)revents;
+    if (d->stopping) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    d->stopping = 1;
+    bt_info("batond: signal %d: planned handoff, then exit", w->signum);
+    ev_timer_init(&d->hard_stop, on_hard_stop, 10., 0.);
+    ev_timer_start(loop, &d->hard_stop);
+    bt_coord_shutdown(d->coord, on_stopped, d);
+}
+
+static void on_role(bt_coord_t *co, bt_role_t role, uint64_t epoch, void *arg)
 {
     bt_daemon_t *d = arg;
-    (void)pg;
-    bt_info("batond: PostgreSQL %s (node %s)", up ? "connected" : "lost", d->cfg->node_id);
+    (void)co;
+    bt_info("batond: node %s is %s (epoch %llu)", d->cfg->node_id, bt_role_name(role),
+            (unsigned long long)epoch);
+}
+
+static char *status_json(void *arg)
+{
+    bt_daemon_t *d = arg;
+    bt_zk_t *zk = bt_coord_zk(d->coord);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:b, s:b, s:I, s:I, s:b, s:I, s:I}", "node",
+        d->cfg->node_id, "cluster", d->cfg->cluster, "zone", d->cfg->zone ? d->cfg->zone : "",
+        "version", BATON_VERSION, "role", bt_role_name(bt_coord_role(d->coord)), "epoch",
+        (json_int_t)bt_coord_epoch(d->coord), "dispatching", bt_coord_may_dispatch(d->coord),
+        "leader_since_ms", (json_int_t)bt_coord_leader_since_ms(d->coord), "zk_connected",
+        bt_zk_connected(zk), "zk_known_good", bt_zk_known_good(zk), "zk_session",
+        (json_int_t)bt_zk_session_id(zk), "zk_last_response_ms_ago",
+        (json_int_t)(bt_mono_ms() - bt_zk_last_recv_ms(zk)), "pg_connected",
+        bt_store_is_up(d->store), "pg_pending", (json_int_t)bt_pg_pending(bt_store_pg(d->store)),
+        "now_ms", (json_int_t)bt_now_ms());
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
 }
 
 int bt_daemon_run(const bt_config_t *cfg)
 {
     bt_daemon_t d = {.cfg = cfg};
     char err[1024] = "";
-    int version = 0;
+    int version = 0, rc = 1;
 
     /* Blocking on purpose: nothing else runs yet, and a node must not join
      * the election against a schema it cannot write. */
-    bt_err_t rc = bt_store_migrate(cfg->pg_conninfo, &version, err, sizeof err);
-    if (rc != BT_OK) {
+    bt_err_t e = bt_store_migrate(cfg->pg_conninfo, &version, err, sizeof err);
+    if (e != BT_OK) {
         bt_error("batond: refusing to start: %s", err);
-        return rc == BT_E_SCHEMA_NEWER ? 2 : 1;
+        return e == BT_E_SCHEMA_NEWER ? 2 : 1;
     }
-    bt_info("batond %s: cluster %s, node %s, zone %s, schema v%d", BATON_VERSION,
-            cfg->cluster, cfg->node_id, cfg->zone ? cfg->zone : "-", version);
+    bt_info("batond %s: cluster %s, node %s, zone %s, schema v%d", BATON_VERSION, cfg->cluster,
+            cfg->node_id, cfg->zone ? cfg->zone : "-", version);
 
     d.loop = ev_default_loop(EVFLAG_AUTO);
     bt_store_opts_t so = {
@@ -55,22 +109,51 @@ int bt_daemon_run(const bt_config_t *cfg)
                .idle_in_tx_timeout_ms = (uint32_t)cfg->pg_idle_tx_timeout_ms,
                .application_name = "batond"},
     };
-    if ((rc = bt_store_open(d.loop, &so, &d.store)) != BT_OK) {
-        bt_error("batond: cannot open the store: %s", bt_strerror(rc));
-        return 1;
+    if ((e = bt_store_open(d.loop, &so, &d.store)) != BT_OK) {
+        bt_error("batond: cannot open the store: %s", bt_strerror(e));
+        goto out;
     }
-    bt_pg_on_state(bt_store_pg(d.store), on_pg_state, &d);
+    bt_coord_opts_t co = {
+        .cluster = cfg->cluster,
+        .node_id = cfg->node_id,
+        .zone = cfg->zone,
+        .http = cfg->http,
+        .zk_hosts = cfg->zk_hosts,
+        .zk_root = cfg->zk_root,
+        .zk_session_timeout_ms = (uint32_t)cfg->zk_session_timeout_ms,
+        .zk_auth = cfg->zk_auth,
+        .preferred_zone = cfg->preferred_zone,
+        .zone_handoff = cfg->zone_handoff,
+        .store = d.store,
+        .on_role = on_role,
+        .arg = &d,
+    };
+    if ((e = bt_coord_new(d.loop, &co, &d.coord)) != BT_OK) {
+        bt_error("batond: cannot start coordination: %s", bt_strerror(e));
+        rc = e == BT_E_CONFIG ? 2 : 1;
+        goto out;
+    }
+    if (cfg->http && (e = bt_admin_start(d.loop, cfg->http, status_json, &d, &d.admin)) != BT_OK) {
+        bt_error("batond: refusing to start: http: cannot serve on '%s'", cfg->http);
+        rc = 2;
+        goto out;
+    }
 
     ev_signal_init(&d.sigterm, on_signal, SIGTERM);
     ev_signal_init(&d.sigint, on_signal, SIGINT);
     ev_signal_start(d.loop, &d.sigterm);
     ev_signal_start(d.loop, &d.sigint);
-
     ev_run(d.loop, 0);
-
-    bt_store_close(d.store);
     ev_signal_stop(d.loop, &d.sigterm);
     ev_signal_stop(d.loop, &d.sigint);
-    ev_loop_destroy(d.loop);
-    return 0;
+    ev_timer_stop(d.loop, &d.hard_stop);
+    rc = 0;
+
+out:
+    bt_admin_stop(d.admin);
+    bt_coord_free(d.coord);
+    bt_store_close(d.store);
+    if (d.loop)
+        ev_loop_destroy(d.loop);
+    return rc;
 }

@@ -19,6 +19,7 @@ enum {
     ST_TASK_TRANSITION,
     ST_TASK_GET,
     ST_EVENT,
+    ST_HEARTBEAT,
     ST__COUNT
 };
 
@@ -40,6 +41,7 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                      2},
     [ST_EVENT] = {"bt_event",
                   "SELECT baton_event_append($1, $2, $3, $4, $5, $6::jsonb)", 6},
+    [ST_HEARTBEAT] = {"bt_heartbeat", "SELECT baton_leader_heartbeat($1, $2, $3)", 3},
 };
 
 struct bt_store {
@@ -180,8 +182,8 @@ bt_err_t bt_store_fence_acquire(bt_store_t *st, uint64_t epoch, const char *zone
     return submit(st, ST_FENCE_ACQUIRE, vals, NULL, NULL, 0, on_outcome, rq);
 }
 
-bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
-                              void *arg)
+/* The statements whose parameters are (cluster, epoch[, node]). */
+static bt_err_t epoch_call(bt_store_t *st, int stmt, uint64_t epoch, bt_store_cb cb, void *arg)
 {
     char ep[24];
     store_req_t *rq;
@@ -190,8 +192,20 @@ bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
     if (!(rq = req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
-    const char *vals[2] = {st->cluster, ep};
-    return submit(st, ST_FENCE_CHECK, vals, NULL, NULL, 0, on_outcome, rq);
+    const char *vals[3] = {st->cluster, ep, st->node};
+    return submit(st, stmt, vals, NULL, NULL, 0, on_outcome, rq);
+}
+
+bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
+                              void *arg)
+{
+    return epoch_call(st, ST_FENCE_CHECK, epoch, cb, arg);
+}
+
+bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
+                                   void *arg)
+{
+    return epoch_call(st, ST_HEARTBEAT, epoch, cb, arg);
 }
 
 /* Packs a record after stamping the writer fields. Caller frees *out. */

@@ -1,0 +1,1124 @@
+/* Leader election, membership and planned handoff. See include/baton/coord.h
+ * for the layout and docs/failover.md for the argument.
+ *
+ * Everything is asynchronous (libzookeeper_st has no synchronous calls):
+ * each zoo_a* call carries a small request that remembers the session
+ * generation it was issued in, so a completion that arrives after the
+ * session was replaced is recognised and dropped. */
+#include "baton/coord.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "baton/clock.h"
+#include "baton/log.h"
+#include "util/container.h"
+
+#define PATH_MAX_LEN 512
+
+/* The last planned-handoff request seen in control/handoff. */
+typedef struct handoff_req {
+    int present;
+    int64_t czxid;
+    char to[128];
+} handoff_req_t;
+
+struct bt_coord {
+    struct ev_loop *loop;
+    bt_coord_opts_t opts;
+    char *cluster, *node, *zone, *version, *http, *pref_zone;
+    bt_zk_t *zk;
+    bt_store_t *store;
+    unsigned gen;              /* bumped on every new session */
+    int64_t session;           /* the session our znodes belong to */
+    bt_role_t role;
+    int setup_done;            /* paths and membership exist in this session */
+    int drained;
+    int leaving;               /* shutting down: never rejoin */
+    int fence_committed;       /* this leadership's epoch is in the fence row */
+    uint64_t epoch;
+    int64_t leader_since_ms;
+    char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
+    char prefix[160];               /* c_<session>_<node>_ */
+    char base[256], p_election[PATH_MAX_LEN], p_nodes[PATH_MAX_LEN];
+    char p_control[PATH_MAX_LEN], p_drain_dir[PATH_MAX_LEN], p_drain[PATH_MAX_LEN];
+    char p_handoff[PATH_MAX_LEN], p_leader[PATH_MAX_LEN], p_member[PATH_MAX_LEN];
+    ev_timer heartbeat;        /* leader: fenced heartbeat + known-good check */
+    ev_timer retry;            /* re-run the election after a transient error */
+    ev_timer drain_wait;       /* shutdown: waiting for in-flight writes */
+    int heartbeat_inflight;
+    void (*shutdown_done)(void *);
+    void *shutdown_arg;
+    int64_t shutdown_deadline_ms;
+    int64_t pause_until_ms;    /* no rejoin before (after a stale epoch) */
+    handoff_req_t handoff;
+};
+
+typedef struct zreq {
+    bt_coord_t *co;
+    unsigned gen;
+} zreq_t;
+
+typedef struct multi_req {
+    zreq_t z;
+    zoo_op_result_t results[2];
+} multi_req_t;
+
+static void co_check_position(bt_coord_t *co);
+static void co_join(bt_coord_t *co);
+static void co_step_down(bt_coord_t *co, const char *reason, int rejoin);
+static void co_watch_handoff(bt_coord_t *co);
+static void co_verify_leadership(bt_coord_t *co);
+
+const char *bt_role_name(bt_role_t role)
+{
+    static const char *names[] = {"starting", "standby", "claiming", "leading",
+                                  "suspended", "stepping_down", "drained", "stopped"};
+    return (unsigned)role < sizeof names / sizeof names[0] ? names[role] : "unknown";
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static zreq_t *zreq(bt_coord_t *co)
+{
+    zreq_t *r = malloc(sizeof *r);
+    if (r) {
+        r->co = co;
+        r->gen = co->gen;
+    }
+    return r;
+}
+
+/* Unpacks a completion's request; NULL when it belongs to an old session. */
+static bt_coord_t *zdone(const void *data)
+{
+    zreq_t *r = (zreq_t *)data;
+    bt_coord_t *co = r->co;
+    unsigned gen = r->gen;
+    free(r);
+    return co && gen == co->gen ? co : NULL;
+}
+
+static void co_publish_member(bt_coord_t *co);
+
+static void co_set_role(bt_coord_t *co, bt_role_t role)
+{
+    if (co->role == role)
+        return;
+    bt_info("coord: %s -> %s%s", bt_role_name(co->role), bt_role_name(role),
+            role == BT_ROLE_LEADING ? " (dispatching)" : "");
+    co->role = role;
+    if (role != BT_ROLE_LEADING && role != BT_ROLE_SUSPENDED && role != BT_ROLE_STEPPING_DOWN) {
+        co->epoch = 0;
+        co->fence_committed = 0;
+        co->leader_since_ms = 0;
+    }
+    co_publish_member(co);
+    if (co->opts.on_role)
+        co->opts.on_role(co, role, co->epoch, co->opts.arg);
+}
+
+static void co_retry_later(bt_coord_t *co, double seconds)
+{
+    ev_timer_stop(co->loop, &co->retry);
+    ev_timer_set(&co->retry, seconds, 0.);
+    ev_timer_start(co->loop, &co->retry);
+}
+
+static unsigned long long seq_of(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 10 ? strtoull(name + n - 10, NULL, 10) : 0;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    unsigned long long x = seq_of(*(char *const *)a), y = seq_of(*(char *const *)b);
+    return x < y ? -1 : x > y;
+}
+
+/* The node id inside a candidate name c_<session>_<node>_<seq>. */
+static int candidate_is(const char *name, const char *node)
+{
+    const char *p = strchr(name + 2, '_');
+    size_t n = strlen(node);
+    return p && !strncmp(p + 1, node, n) && p[1 + n] == '_';
+}
+
+/* ------------------------------------------------------------ membership */
+
+static void on_member_set(int rc, const struct Stat *stat, const void *data)
+{
+    (void)stat;
+    bt_coord_t *co = zdone(data);
+    if (co && rc != ZOK)
+        bt_debug("coord: membership update: %s", zerror(rc));
+}
+
+static char *co_member_json(bt_coord_t *co)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I, s:I}", "node", co->node, "zone",
+                          co->zone, "version", co->version, "http", co->http, "state",
+                          bt_role_name(co->role), "epoch", (json_int_t)co->epoch, "since_ms",
+                          (json_int_t)bt_now_ms());
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static void co_publish_member(bt_coord_t *co)
+{
+    if (!co->setup_done || !bt_zk_connected(co->zk))
+        return;
+    char *js = co_member_json(co);
+    zreq_t *r = zreq(co);
+    if (js && r && zoo_aset(bt_zk_handle(co->zk), co->p_member, js, (int)strlen(js), -1,
+                            on_member_set, r) == ZOK)
+        r = NULL;
+    free(r);
+    free(js);
+}
+
+/* ------------------------------------------------------------ leading */
+
+static void on_fence_acquired(bt_err_t err, const char *detail, void *arg);
+
+static void on_handoff_deleted(int rc, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (co && rc != ZOK && rc != ZNONODE)
+        bt_warn("coord: cannot delete fulfilled handoff request: %s", zerror(rc));
+}
+
+/* A handoff request older than our leadership was what made us leader (or
+ * was addressed to a leader before us): it is fulfilled; remove it so that
+ * `batonctl failover --wait` sees the handoff complete. */
+static void co_clear_fulfilled_handoff(bt_coord_t *co)
+{
+    zreq_t *r = zreq(co);
+    if (r && zoo_adelete(bt_zk_handle(co->zk), co->p_handoff, -1, on_handoff_deleted, r) == ZOK)
+        r = NULL;
+    free(r);
+}
+
+static void co_fence(bt_coord_t *co, const char *reason)
+{
+    zreq_t *r;
+    if (!bt_zk_known_good(co->zk)) {
+        co_retry_later(co, 0.1);
+        return;
+    }
+    if (!(r = zreq(co)))
+        return;
+    bt_err_t err = bt_store_fence_acquire(co->store, co->epoch, co->zone, reason,
+                                          on_fence_acquired, r);
+    if (err != BT_OK) {
+        free(r);
+        bt_warn("coord: fence write not sent (%s); retrying", bt_strerror(err));
+        co_retry_later(co, 0.2);
+    }
+}
+
+static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
+{
+    bt_coord_t *co = zdone(arg);
+    if (!co || co->role != BT_ROLE_CLAIMING)
+        return;
+    if (err == BT_OK) {
+        co->fence_committed = 1;
+        co->leader_since_ms = bt_now_ms();
+        bt_info("coord: leading with epoch %" PRIu64, co->epoch);
+        co_set_role(co, BT_ROLE_LEADING);
+        co_clear_fulfilled_handoff(co);
+        ev_timer_again(co->loop, &co->heartbeat);
+        return;
+    }
+    if (err == BT_E_STALE_EPOCH) {
+        /* ZooKeeper's zxid is below the recorded epoch: the ensemble was
+         * rebuilt from scratch. Never lead with a smaller epoch. */
+        bt_error("coord: PostgreSQL's fence holds an epoch newer than %" PRIu64
+                 " from ZooKeeper (was the ensemble reset?); an operator must "
+                 "reset the fence row. Leaving the election.",
+                 co->epoch);
+        co->pause_until_ms = bt_mono_ms() + 10000;
+        co_step_down(co, "stale epoch", 0);
+        return;
+    }
+    bt_warn("coord: fence write failed (%s%s%s); retrying", bt_strerror(err), detail ? ": " : "",
+            detail ? detail : "");
+    co_retry_later(co, 0.2);
+}
+
+static void on_heartbeat(bt_err_t err, const char *detail, void *arg)
+{
+    bt_coord_t *co = zdone(arg);
+    if (!co)
+        return;
+    co->heartbeat_inflight = 0;
+    if (err == BT_E_FENCED)
+        bt_coord_fenced(co, "heartbeat");
+    else if (err != BT_OK && err != BT_E_CANCELLED)
+        bt_warn("coord: heartbeat: %s%s%s", bt_strerror(err), detail ? ": " : "", detail ? detail : "");
+}
+
+/* Every heartbeat period while leading: the known-good rule, then a fenced
+ * write. The known-good check runs even without a ZooKeeper event: a lost
+ * connection may take seconds to be reported, and a resumed process must not
+ * act on its stale belief. */
+static void co_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bt_coord_t *co = container_of(w, bt_coord_t, heartbeat);
+    (void)loop;
+    (void)revents;
+    if (co->role == BT_ROLE_LEADING && !bt_zk_known_good(co->zk)) {
+        bt_warn("coord: ZooKeeper not known good (last response %" PRId64 " ms ago): pausing",
+                bt_mono_ms() - bt_zk_last_recv_ms(co->zk));
+        co_set_role(co, BT_ROLE_SUSPENDED);
+        return;
+    }
+    if (co->role == BT_ROLE_SUSPENDED && bt_zk_known_good(co->zk)) {
+        co_verify_leadership(co); /* stale but never disconnected */
+        return;
+    }
+    if (co->role != BT_ROLE_LEADING || co->heartbeat_inflight)
+        return;
+    zreq_t *r = zreq(co);
+    if (r && bt_store_leader_heartbeat(co->store, co->epoch, on_heartbeat, r) == BT_OK) {
+        co->heartbeat_inflight = 1;
+        return;
+    }
+    free(r);
+}
+
+/* ------------------------------------------------------------ claiming */
+
+static void co_claim(bt_coord_t *co);
+
+static void on_leader_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    zreq_t *r = ctx;
+    bt_coord_t *co = zdone(r);
+    (void)zh;
+    (void)state;
+    (void)path;
+    if (co && type == ZOO_DELETED_EVENT && co->role == BT_ROLE_STANDBY)
+        co_check_position(co);
+}
+
+/* `leader` exists. Ours (a create whose reply was lost), or the previous
+ * leader's, whose session is not gone yet: then wait for it. */
+static void on_leader_exists(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co || co->role != BT_ROLE_CLAIMING)
+        return;
+    if (rc == ZNONODE) {
+        co_claim(co);
+        return;
+    }
+    if (rc != ZOK) {
+        co_retry_later(co, 0.2);
+        return;
+    }
+    if (stat->ephemeralOwner == bt_zk_session_id(co->zk)) {
+        co->epoch = (uint64_t)stat->czxid;
+        bt_info("coord: found our own leader znode (reply was lost), epoch %" PRIu64, co->epoch);
+        co_fence(co, "election");
+        return;
+    }
+    bt_info("coord: previous leader's znode still exists (session 0x%llx): waiting for it",
+            (unsigned long long)stat->ephemeralOwner);
+    co_set_role(co, BT_ROLE_STANDBY); /* the watch set above brings us back */
+}
+
+static void on_leader_created(int rc, const char *value, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)value;
+    if (!co || co->role != BT_ROLE_CLAIMING)
+        return;
+    if (rc == ZOK) {
+        co->epoch = (uint64_t)stat->czxid;
+        co_fence(co, "election");
+    } else if (rc == ZNODEEXISTS) {
+        zreq_t *w = zreq(co), *r = zreq(co);
+        if (w && r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, w,
+                                   on_leader_exists, r) == ZOK)
+            return;
+        free(w);
+        free(r);
+        co_retry_later(co, 0.2);
+    } else {
+        /* connection loss: the create may have happened; the reconnect
+         * path re-runs the claim, which finds it (protection) */
+        bt_warn("coord: creating leader znode: %s", zerror(rc));
+        co_retry_later(co, 0.2);
+    }
+}
+
+static void co_claim(bt_coord_t *co)
+{
+    char *js;
+    zreq_t *r;
+    co_set_role(co, BT_ROLE_CLAIMING);
+    json_t *o = json_pack("{s:s, s:s, s:I}", "node", co->node, "zone", co->zone, "at_ms",
+                          (json_int_t)bt_now_ms());
+    js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    r = zreq(co);
+    if (js && r &&
+        zoo_acreate2(bt_zk_handle(co->zk), co->p_leader, js, (int)strlen(js), bt_zk_acl(co->zk),
+                     ZOO_EPHEMERAL, on_leader_created, r) == ZOK)
+        r = NULL;
+    else
+        co_retry_later(co, 0.2);
+    free(r);
+    free(js);
+}
+
+/* ------------------------------------------------------------ the line */
+
+
+static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    bt_coord_t *co = zdone(ctx);
+    (void)zh;
+    (void)state;
+    (void)path;
+    if (co && type == ZOO_DELETED_EVENT && co->role == BT_ROLE_STANDBY)
+        co_check_position(co);
+}
+
+static void on_pred_exists(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)stat;
+    if (co && rc == ZNONODE && co->role == BT_ROLE_STANDBY)
+        co_check_position(co); /* gone between list and watch */
+}
+
+static void on_requeued(int rc, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co)
+        return;
+    if (rc != ZOK && rc != ZNONODE)
+        bt_warn("coord: leaving the line: %s", zerror(rc));
+    co->candidate[0] = '\0';
+    co_join(co);
+}
+
+/* Give up our place (for a --to handoff to a node behind us) and rejoin. */
+static void co_requeue(bt_coord_t *co)
+{
+    zreq_t *r = zreq(co);
+    bt_info("coord: yielding my place to %s", co->handoff.to);
+    if (r && zoo_adelete(bt_zk_handle(co->zk), co->candidate, -1, on_requeued, r) == ZOK)
+        return;
+    free(r);
+    co_retry_later(co, 0.2);
+}
+
+static void on_children(int rc, const struct String_vector *names, const struct Stat *stat,
+                        const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)stat;
+    if (!co || co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
+        co->role == BT_ROLE_CLAIMING || co->role == BT_ROLE_STEPPING_DOWN)
+        return;
+    if (rc != ZOK) {
+        co_retry_later(co, 0.2);
+        return;
+    }
+    char **sorted = malloc(sizeof(char *) * (size_t)(names->count ? names->count : 1));
+    if (!sorted)
+        return;
+    memcpy(sorted, names->data, sizeof(char *) * (size_t)names->count);
+    qsort(sorted, (size_t)names->count, sizeof *sorted, cmp_seq);
+
+    const char *mine = strrchr(co->candidate, '/');
+    int me = -1, target = -1;
+    for (int i = 0; i < names->count; i++) {
+        if (mine && !strcmp(sorted[i], mine + 1))
+            me = i;
+        if (co->handoff.present && co->handoff.to[0] && target < 0 &&
+            candidate_is(sorted[i], co->handoff.to))
+            target = i;
+    }
+    if (me < 0) {
+        /* our candidate is gone (deleted by an operator?): join again */
+        free(sorted);
+        co->candidate[0] = '\0';
+        co_join(co);
+        return;
+    }
+    if (target > me) { /* the handoff's target is behind us: let it pass */
+        free(sorted);
+        co_requeue(co);
+        return;
+    }
+    co_set_role(co, BT_ROLE_STANDBY);
+    if (me == 0) {
+        free(sorted);
+        co_claim(co);
+        return;
+    }
+    /* watch only the one ahead of us: no herd on every change */
+    char pred[PATH_MAX_LEN];
+    int plen = snprintf(pred, sizeof pred, "%s/%s", co->p_election, sorted[me - 1]);
+    free(sorted);
+    if (plen >= (int)sizeof pred)
+        return;
+    zreq_t *w = zreq(co), *r = zreq(co);
+    if (w && r && zoo_awexists(bt_zk_handle(co->zk), pred, on_pred_watch, w, on_pred_exists, r) == ZOK)
+        return;
+    free(w);
+    free(r);
+    co_retry_later(co, 0.2);
+}
+
+static void co_check_position(bt_coord_t *co)
+{
+    zreq_t *r = zreq(co);
+    if (!co->candidate[0] || co->leaving || co->drained) {
+        free(r);
+        return;
+    }
+    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_children, r) == ZOK)
+        return;
+    free(r);
+    co_retry_later(co, 0.2);
+}
+
+static void on_candidate_created(int rc, const char *value, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co)
+        return;
+    if (rc != ZOK) {
+        /* On connection loss the create may have happened; the next join
+         * looks for our per-session prefix before creating again. */
+        bt_warn("coord: creating candidate: %s", zerror(rc));
+        co_retry_later(co, 0.2);
+        return;
+    }
+    snprintf(co->candidate, sizeof co->candidate, "%s", value);
+    bt_info("coord: candidate %s", co->candidate);
+    co_check_position(co);
+}
+
+/* Protection against "create succeeded, reply lost": our candidate names
+ * carry this session's id, so one that exists is found before creating. */
+static void on_join_children(int rc, const struct String_vector *names, const struct Stat *stat,
+                             const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    char path[PATH_MAX_LEN];
+    (void)stat;
+    if (!co || co->leaving || co->drained)
+        return;
+    if (rc != ZOK) {
+        co_retry_later(co, 0.2);
+        return;
+    }
+    for (int i = 0; i < names->count; i++) {
+        if (!strncmp(names->data[i], co->prefix, strlen(co->prefix))) {
+            if (snprintf(co->candidate, sizeof co->candidate, "%s/%s", co->p_election,
+                         names->data[i]) >= (int)sizeof co->candidate)
+                continue;
+            bt_info("coord: found our candidate %s", co->candidate);
+            co_check_position(co);
+            return;
+        }
+    }
+    zreq_t *r = NULL;
+    if (snprintf(path, sizeof path, "%s/%s", co->p_election, co->prefix) >= (int)sizeof path)
+        return; /* cannot happen: lengths are checked in bt_coord_new */
+    r = zreq(co);
+    if (r && zoo_acreate(bt_zk_handle(co->zk), path, co->node, (int)strlen(co->node),
+                         bt_zk_acl(co->zk), ZOO_EPHEMERAL_SEQUENTIAL, on_candidate_created, r) == ZOK)
+        return;
+    free(r);
+    co_retry_later(co, 0.2);
+}
+
+static void co_join(bt_coord_t *co)
+{
+    if (co->leaving)
+        return;
+    if (bt_mono_ms() < co->pause_until_ms) {
+        co_set_role(co, BT_ROLE_STANDBY);
+        co_retry_later(co, (double)(co->pause_until_ms - bt_mono_ms()) / 1000.0);
+        return;
+    }
+    if (co->drained) {
+        co_set_role(co, BT_ROLE_DRAINED);
+        return;
+    }
+    if (co->candidate[0]) {
+        co_check_position(co);
+        return;
+    }
+    co_set_role(co, BT_ROLE_STANDBY);
+    zreq_t *r = zreq(co);
+    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_join_children, r) == ZOK)
+        return;
+    free(r);
+    co_retry_later(co, 0.2);
+}
+
+/* ------------------------------------------------------------ stepping down */
+
+static void on_nodes_deleted(int rc, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co)
+        return;
+    if (rc != ZOK && rc != ZNONODE)
+        bt_warn("coord: deleting our znodes: %s (they go with the session)", zerror(rc));
+    co->candidate[0] = '\0';
+    if (co->shutdown_done) {
+        void (*done)(void *) = co->shutdown_done;
+        co->shutdown_done = NULL;
+        co_set_role(co, BT_ROLE_STOPPED);
+        done(co->shutdown_arg);
+        return;
+    }
+    co_set_role(co, co->drained ? BT_ROLE_DRAINED : BT_ROLE_STANDBY);
+    if (!co->leaving)
+        co_join(co);
+}
+
+/* Deletes `leader` (if ours) and our candidate in one transaction, so the
+ * next node sees both go at once. */
+static void co_delete_nodes(bt_coord_t *co)
+{
+    zoo_op_t ops[2];
+    int n = 0;
+    if (co->epoch)
+        zoo_delete_op_init(&ops[n++], co->p_leader, -1);
+    if (co->candidate[0])
+        zoo_delete_op_init(&ops[n++], co->candidate, -1);
+    if (n == 0 || !bt_zk_connected(co->zk)) {
+        /* nothing to delete, or no connection: the session's expiry
+         * removes them; the next leader waits for that */
+        zreq_t *r = zreq(co);
+        on_nodes_deleted(ZOK, r);
+        return;
+    }
+    /* zreq_t first: zdone() frees the whole request, results included,
+     * which must live until the completion */
+    multi_req_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        on_nodes_deleted(ZCONNECTIONLOSS, zreq(co));
+        return;
+    }
+    m->z.co = co;
+    m->z.gen = co->gen;
+    if (zoo_amulti(bt_zk_handle(co->zk), n, ops, m->results, on_nodes_deleted, m) != ZOK)
+        on_nodes_deleted(ZCONNECTIONLOSS, m);
+}
+
+/* Waits (bounded) until the store has no write in flight, then deletes. */
+static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bt_coord_t *co = container_of(w, bt_coord_t, drain_wait);
+    (void)loop;
+    (void)revents;
+    if (bt_pg_pending(bt_store_pg(co->store)) > 0 && bt_mono_ms() < co->shutdown_deadline_ms)
+        return;
+    ev_timer_stop(co->loop, &co->drain_wait);
+    co_delete_nodes(co);
+}
+
+/* Whether we rejoin afterwards follows from the state: not when drained or
+ * shutting down, later when paused; `rejoin` is for the log. */
+static void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
+{
+    bt_info("coord: stepping down: %s%s", reason, rejoin ? "" : " (not rejoining now)");
+    ev_timer_stop(co->loop, &co->heartbeat);
+    co_set_role(co, BT_ROLE_STEPPING_DOWN);
+    co->shutdown_deadline_ms = bt_mono_ms() + 2000;
+    ev_timer_set(&co->drain_wait, 0., 0.01);
+    ev_timer_again(co->loop, &co->drain_wait);
+}
+
+void bt_coord_fenced(bt_coord_t *co, const char *what)
+{
+    if (co->role != BT_ROLE_LEADING && co->role != BT_ROLE_SUSPENDED)
+        return;
+    bt_warn("coord: %s was fenced: a newer leader exists", what);
+    co_step_down(co, "fenced", 1);
+}
+
+/* ------------------------------------------------------------ control */
+
+static void co_handle_handoff(bt_coord_t *co);
+
+static void on_handoff_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    bt_coord_t *co = zdone(ctx);
+    (void)zh;
+    (void)path;
+    bt_debug("coord: handoff watch: type %d state %d", type, state);
+    if (co)
+        co_watch_handoff(co);
+}
+
+static void on_handoff_data(int rc, const char *value, int len, const struct Stat *stat,
+                            const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co)
+        return;
+    memset(&co->handoff, 0, sizeof co->handoff);
+    bt_debug("coord: handoff request: %s %.*s", zerror(rc), rc == ZOK ? len : 0, value ? value : "");
+    if (rc == ZOK) {
+        json_error_t jerr;
+        json_t *o = value ? json_loadb(value, (size_t)len, 0, &jerr) : NULL;
+        const char *to = o ? json_string_value(json_object_get(o, "to")) : NULL;
+        co->handoff.present = 1;
+        co->handoff.czxid = stat->czxid;
+        snprintf(co->handoff.to, sizeof co->handoff.to, "%s", to ? to : "");
+        json_decref(o);
+    }
+    co_handle_handoff(co);
+}
+
+static void on_handoff_exists(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)stat;
+    if (!co)
+        return;
+    if (rc == ZNONODE) {
+        memset(&co->handoff, 0, sizeof co->handoff);
+        return;
+    }
+    zreq_t *r = zreq(co);
+    if (r && zoo_aget(bt_zk_handle(co->zk), co->p_handoff, 0, on_handoff_data, r) == ZOK)
+        return;
+    free(r);
+}
+
+/* An exists-watch, not a get-watch: ZooKeeper sets no watch on getData of a
+ * node that does not exist, and the request usually does not exist yet. */
+static void co_watch_handoff(bt_coord_t *co)
+{
+    zreq_t *w = zreq(co), *r = zreq(co);
+    if (w && r && zoo_awexists(bt_zk_handle(co->zk), co->p_handoff, on_handoff_watch, w,
+                               on_handoff_exists, r) == ZOK)
+        return;
+    free(w);
+    free(r);
+}
+
+static void co_handle_handoff(bt_coord_t *co)
+{
+    if (!co->handoff.present)
+        return;
+    if (co->role == BT_ROLE_LEADING) {
+        if ((uint64_t)co->handoff.czxid < co->epoch) {
+            co_clear_fulfilled_handoff(co); /* it made us leader */
+            return;
+        }
+        if (co->handoff.to[0] && !strcmp(co->handoff.to, co->node)) {
+            co_clear_fulfilled_handoff(co); /* "hand to me": I lead already */
+            return;
+        }
+        bt_info("coord: planned handoff requested%s%s", co->handoff.to[0] ? " to " : "",
+                co->handoff.to);
+        co_step_down(co, "planned handoff", 1);
+        return;
+    }
+    if (co->role == BT_ROLE_STANDBY && co->handoff.to[0])
+        co_check_position(co); /* yields if the target is behind us */
+}
+
+static void on_drain_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx);
+
+static void on_drain_exists(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)stat;
+    if (!co || (rc != ZOK && rc != ZNONODE))
+        return;
+    int drained = (rc == ZOK), was_drained = co->drained;
+    if (drained == co->drained && co->setup_done)
+        return;
+    co->drained = drained;
+    if (drained) {
+        bt_info("coord: drained: leaving the election");
+        if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED)
+            co_step_down(co, "drain", 0);
+        else if (co->candidate[0])
+            co_delete_nodes(co);
+        else
+            co_set_role(co, BT_ROLE_DRAINED);
+    } else if (co->setup_done) {
+        if (was_drained == 1)
+            bt_info("coord: undrained: rejoining the election");
+        co_join(co);
+    }
+}
+
+static void co_watch_drain(bt_coord_t *co)
+{
+    zreq_t *w = zreq(co), *r = zreq(co);
+    if (w && r && zoo_awexists(bt_zk_handle(co->zk), co->p_drain, on_drain_watch, w,
+                               on_drain_exists, r) == ZOK)
+        return;
+    free(w);
+    free(r);
+}
+
+static void on_drain_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    bt_coord_t *co = zdone(ctx);
+    (void)zh;
+    (void)type;
+    (void)state;
+    (void)path;
+    if (co)
+        co_watch_drain(co);
+}
+
+/* ------------------------------------------------------------ session setup */
+
+static const char *setup_paths(bt_coord_t *co, int i)
+{
+    const char *list[] = {co->p_election, co->p_nodes, co->p_control, co->p_drain_dir};
+    return i < 4 ? list[i] : NULL;
+}
+
+static void co_setup_step(bt_coord_t *co, int step);
+
+typedef struct setup_req {
+    zreq_t z;
+    int step;
+} setup_req_t;
+
+static void on_setup_created(int rc, const char *value, const void *data)
+{
+    setup_req_t *s = (setup_req_t *)data;
+    int step = s->step;
+    bt_coord_t *co = s->z.co;
+    unsigned gen = s->z.gen;
+    (void)value;
+    free(s);
+    if (gen != co->gen)
+        return;
+    if (rc != ZOK && rc != ZNODEEXISTS) {
+        bt_warn("coord: creating paths: %s", zerror(rc));
+        co_retry_later(co, 0.5);
+        return;
+    }
+    co_setup_step(co, step + 1);
+}
+
+static void on_member_created(int rc, const char *value, const void *data);
+static void co_create_member(bt_coord_t *co);
+
+/* Creates the base path component by component, then our paths, then the
+ * membership node; then watches control and joins. */
+static void co_setup_step(bt_coord_t *co, int step)
+{
+    char path[PATH_MAX_LEN];
+    const char *target = NULL;
+    /* steps 0..k-1: prefixes of base; then the fixed paths */
+    int k = 0;
+    for (const char *p = co->base + 1; (p = strchr(p, '/')); p++)
+        k++;
+    k++; /* base itself */
+    if (step < k) {
+        const char *p = co->base;
+        for (int i = 0; i <= step; i++)
+            p = strchr(p + 1, '/') ? strchr(p + 1, '/') : p + strlen(p);
+        snprintf(path, sizeof path, "%.*s", (int)(p - co->base), co->base);
+        target = path;
+    } else {
+        target = setup_paths(co, step - k);
+    }
+    if (!target) {
+        co_create_member(co);
+        return;
+    }
+    {
+        setup_req_t *s = malloc(sizeof *s);
+        if (!s)
+            return;
+        s->z.co = co;
+        s->z.gen = co->gen;
+        s->step = step;
+        if (zoo_acreate(bt_zk_handle(co->zk), target, "", 0, bt_zk_acl(co->zk), 0,
+                        on_setup_created, s) != ZOK) {
+            free(s);
+            co_retry_later(co, 0.5);
+        }
+    }
+}
+
+static void co_create_member(bt_coord_t *co)
+{
+    char *js = co_member_json(co);
+    zreq_t *r = zreq(co);
+    if (js && r && zoo_acreate(bt_zk_handle(co->zk), co->p_member, js, (int)strlen(js),
+                               bt_zk_acl(co->zk), ZOO_EPHEMERAL, on_member_created, r) == ZOK)
+        r = NULL;
+    else
+        co_retry_later(co, 0.5);
+    free(r);
+    free(js);
+}
+
+static void on_stale_member_deleted(int rc, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)rc;
+    if (co)
+        co_create_member(co);
+}
+
+static void on_member_created(int rc, const char *value, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)value;
+    if (!co)
+        return;
+    if (rc == ZNODEEXISTS) {
+        /* left by our previous process whose session has not expired yet */
+        bt_info("coord: replacing a stale membership node for %s", co->node);
+        zreq_t *r = zreq(co);
+        if (r && zoo_adelete(bt_zk_handle(co->zk), co->p_member, -1, on_stale_member_deleted, r) == ZOK)
+            return;
+        free(r);
+        co_retry_later(co, 0.5);
+        return;
+    }
+    if (rc != ZOK) {
+        bt_warn("coord: creating membership node: %s", zerror(rc));
+        co_retry_later(co, 0.5);
+        return;
+    }
+    co->setup_done = 1;
+    co_watch_handoff(co);
+    /* the drain watch answers first; it calls co_join when not drained */
+    co->drained = -1; /* unknown until the first answer */
+    co_watch_drain(co);
+}
+
+static void co_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bt_coord_t *co = container_of(w, bt_coord_t, retry);
+    (void)loop;
+    (void)revents;
+    if (!bt_zk_connected(co->zk) || co->leaving)
+        return; /* the next CONNECTED event resumes */
+    if (!co->setup_done)
+        co_setup_step(co, 0);
+    else if (co->role == BT_ROLE_CLAIMING && co->epoch)
+        co_fence(co, "election");
+    else if (co->role == BT_ROLE_CLAIMING)
+        co_claim(co);
+    else if (co->role == BT_ROLE_STANDBY || co->role == BT_ROLE_STARTING)
+        co_join(co);
+}
+
+/* After a reconnect within the same session: are `leader` and our
+ * candidate still ours? Then resume; else we lost them: step down. */
+static void on_resume_check(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co || co->role != BT_ROLE_SUSPENDED)
+        return;
+    if (rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk) &&
+        (uint64_t)stat->czxid == co->epoch && bt_zk_known_good(co->zk)) {
+        bt_info("coord: same session, leader znode still ours: resuming");
+        co_set_role(co, BT_ROLE_LEADING);
+        return;
+    }
+    co_step_down(co, "leader znode lost during suspension", 1);
+}
+
+static void co_verify_leadership(bt_coord_t *co)
+{
+    zreq_t *r = zreq(co);
+    if (!r || zoo_aexists(bt_zk_handle(co->zk), co->p_leader, 0, on_resume_check, r) != ZOK) {
+        free(r);
+        co_step_down(co, "cannot verify leadership", 1);
+    }
+}
+
+static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
+{
+    bt_coord_t *co = arg;
+    (void)zk;
+    switch (ev) {
+    case BT_ZK_SUSPENDED:
+        if (co->role == BT_ROLE_LEADING)
+            co_set_role(co, BT_ROLE_SUSPENDED);
+        break;
+    case BT_ZK_EXPIRED:
+        /* Everything ephemeral is gone, and with it our leadership. */
+        co->gen++;
+        co->setup_done = 0;
+        co->candidate[0] = '\0';
+        ev_timer_stop(co->loop, &co->heartbeat);
+        if (co->role != BT_ROLE_STOPPED)
+            co_set_role(co, BT_ROLE_STARTING);
+        break;
+    case BT_ZK_CONNECTED: {
+        int64_t sid = bt_zk_session_id(co->zk);
+        if (sid != co->session) {
+            co->session = sid;
+            co->gen++;
+            co->setup_done = 0;
+            co->candidate[0] = '\0';
+            snprintf(co->prefix, sizeof co->prefix, "c_%016llx_%s_", (unsigned long long)sid,
+                     co->node);
+            if (!co->leaving)
+                co_setup_step(co, 0);
+        } else if (co->role == BT_ROLE_SUSPENDED) {
+            co_verify_leadership(co);
+        } else if (co->role == BT_ROLE_CLAIMING) {
+            co_claim(co); /* finds our own znode if the create went through */
+        } else if (co->role == BT_ROLE_STANDBY && co->setup_done) {
+            co_join(co);
+        }
+        break;
+    }
+    }
+}
+
+/* ------------------------------------------------------------ public */
+
+static int node_id_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 100)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coord_t **out)
+{
+    bt_coord_t *co;
+    bt_err_t err;
+    if (!loop || !opts || !opts->cluster || !opts->zk_hosts || !opts->store || !out)
+        return BT_E_INVAL;
+    if (!node_id_ok(opts->node_id)) {
+        bt_error("coord: node id '%s' must be 1-100 of [A-Za-z0-9.-]", opts->node_id ? opts->node_id : "");
+        return BT_E_CONFIG;
+    }
+    if (!(co = calloc(1, sizeof *co)))
+        return BT_E_NOMEM;
+    co->loop = loop;
+    co->opts = *opts;
+    co->store = opts->store;
+    co->cluster = strdup(opts->cluster);
+    co->node = strdup(opts->node_id);
+    co->zone = strdup(opts->zone ? opts->zone : "");
+    co->version = strdup(opts->version ? opts->version : BATON_VERSION);
+    co->http = opts->http ? strdup(opts->http) : NULL;
+    const char *root = opts->zk_root ? opts->zk_root : "/baton";
+    if (strlen(root) + strlen(co->cluster) + 2 > sizeof co->base) {
+        bt_error("coord: zookeeper root and cluster name are too long");
+        bt_coord_free(co);
+        return BT_E_CONFIG;
+    }
+    if (snprintf(co->base, sizeof co->base, "%s/%s", strcmp(root, "/") ? root : "",
+                 co->cluster) >= (int)sizeof co->base) {
+        bt_coord_free(co);
+        return BT_E_CONFIG;
+    }
+    snprintf(co->p_election, sizeof co->p_election, "%s/election", co->base);
+    snprintf(co->p_nodes, sizeof co->p_nodes, "%s/nodes", co->base);
+    snprintf(co->p_control, sizeof co->p_control, "%s/control", co->base);
+    snprintf(co->p_drain_dir, sizeof co->p_drain_dir, "%s/control/drain", co->base);
+    snprintf(co->p_drain, sizeof co->p_drain, "%s/control/drain/%s", co->base, co->node);
+    snprintf(co->p_handoff, sizeof co->p_handoff, "%s/control/handoff", co->base);
+    snprintf(co->p_leader, sizeof co->p_leader, "%s/leader", co->base);
+    snprintf(co->p_member, sizeof co->p_member, "%s/nodes/%s", co->base, co->node);
+    double hb = (opts->heartbeat_ms ? opts->heartbeat_ms : 500) / 1000.0;
+    ev_init(&co->heartbeat, co_heartbeat_cb);
+    co->heartbeat.repeat = hb;
+    ev_init(&co->retry, co_retry_cb);
+    ev_init(&co->drain_wait, co_drain_wait_cb);
+    co->drain_wait.repeat = 0.01;
+
+    bt_zk_opts_t zo = {.hosts = opts->zk_hosts,
+                       .session_timeout_ms = opts->zk_session_timeout_ms,
+                       .digest_auth = opts->zk_auth,
+                       .cb = co_on_session,
+                       .arg = co};
+    if ((err = bt_zk_new(loop, &zo, &co->zk)) != BT_OK) {
+        bt_coord_free(co);
+        return err;
+    }
+    *out = co;
+    return BT_OK;
+}
+
+void bt_coord_free(bt_coord_t *co)
+{
+    if (!co)
+        return;
+    co->gen++; /* completions delivered by zookeeper_close are stale */
+    ev_timer_stop(co->loop, &co->heartbeat);
+    ev_timer_stop(co->loop, &co->retry);
+    ev_timer_stop(co->loop, &co->drain_wait);
+    bt_zk_free(co->zk);
+    free(co->cluster);
+    free(co->node);
+    free(co->zone);
+    free(co->version);
+    free(co->http);
+    free(co->pref_zone);
+    free(co);
+}
+
+bt_role_t bt_coord_role(const bt_coord_t *co)
+{
+    return co->role;
+}
+
+uint64_t bt_coord_epoch(const bt_coord_t *co)
+{
+    return co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ? co->epoch : 0;
+}
+
+int bt_coord_may_dispatch(const bt_coord_t *co)
+{
+    return co->role == BT_ROLE_LEADING && co->fence_committed && bt_zk_known_good(co->zk);
+}
+
+bt_zk_t *bt_coord_zk(bt_coord_t *co)
+{
+    return co->zk;
+}
+
+int64_t bt_coord_leader_since_ms(const bt_coord_t *co)
+{
+    return co->leader_since_ms;
+}
+
+void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg)
+{
+    co->shutdown_done = done;
+    co->shutdown_arg = arg;
+    co->leaving = 1;
+    ev_timer_stop(co->loop, &co->retry);
+    if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
+        co->role == BT_ROLE_CLAIMING) {
+        co_step_down(co, "shutdown", 0);
+    } else {
+        co_delete_nodes(co);
+    }
+}
