@@ -92,6 +92,19 @@ static zreq_t *zreq(bt_coord_t *co)
     return r;
 }
 
+/* A watcher's owner, or NULL for what is not a node event of the current
+ * session. Watchers get the coordinator itself as context, never an
+ * allocation: the C client calls every registered watcher on session
+ * events too, and never calls them on close, so a per-watch allocation would
+ * be freed twice or leaked. Session events are handled by co_on_session. */
+static bt_coord_t *watch_owner(zhandle_t *zh, int type, void *ctx)
+{
+    bt_coord_t *co = ctx;
+    if (type == ZOO_SESSION_EVENT || !co->zk || zh != bt_zk_handle(co->zk))
+        return NULL;
+    return co;
+}
+
 /* Unpacks a completion's request; NULL when it belongs to an old session. */
 static bt_coord_t *zdone(const void *data)
 {
@@ -299,9 +312,7 @@ static void co_claim(bt_coord_t *co);
 
 static void on_leader_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    zreq_t *r = ctx;
-    bt_coord_t *co = zdone(r);
-    (void)zh;
+    bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
     if (co && type == ZOO_DELETED_EVENT && co->role == BT_ROLE_STANDBY)
@@ -344,11 +355,10 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
         co->epoch = (uint64_t)stat->czxid;
         co_fence(co, "election");
     } else if (rc == ZNODEEXISTS) {
-        zreq_t *w = zreq(co), *r = zreq(co);
-        if (w && r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, w,
+        zreq_t *r = zreq(co);
+        if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, co,
                                    on_leader_exists, r) == ZOK)
             return;
-        free(w);
         free(r);
         co_retry_later(co, 0.2);
     } else {
@@ -384,8 +394,7 @@ static void co_claim(bt_coord_t *co)
 
 static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    bt_coord_t *co = zdone(ctx);
-    (void)zh;
+    bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
     if (co && type == ZOO_DELETED_EVENT && co->role == BT_ROLE_STANDBY)
@@ -473,10 +482,9 @@ static void on_children(int rc, const struct String_vector *names, const struct 
     free(sorted);
     if (plen >= (int)sizeof pred)
         return;
-    zreq_t *w = zreq(co), *r = zreq(co);
-    if (w && r && zoo_awexists(bt_zk_handle(co->zk), pred, on_pred_watch, w, on_pred_exists, r) == ZOK)
+    zreq_t *r = zreq(co);
+    if (r && zoo_awexists(bt_zk_handle(co->zk), pred, on_pred_watch, co, on_pred_exists, r) == ZOK)
         return;
-    free(w);
     free(r);
     co_retry_later(co, 0.2);
 }
@@ -661,8 +669,7 @@ static void co_handle_handoff(bt_coord_t *co);
 
 static void on_handoff_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    bt_coord_t *co = zdone(ctx);
-    (void)zh;
+    bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)path;
     bt_debug("coord: handoff watch: type %d state %d", type, state);
     if (co)
@@ -709,12 +716,30 @@ static void on_handoff_exists(int rc, const struct Stat *stat, const void *data)
  * node that does not exist, and the request usually does not exist yet. */
 static void co_watch_handoff(bt_coord_t *co)
 {
-    zreq_t *w = zreq(co), *r = zreq(co);
-    if (w && r && zoo_awexists(bt_zk_handle(co->zk), co->p_handoff, on_handoff_watch, w,
+    zreq_t *r = zreq(co);
+    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_handoff, on_handoff_watch, co,
                                on_handoff_exists, r) == ZOK)
         return;
-    free(w);
     free(r);
+}
+
+static void on_handoff_targets(int rc, const struct String_vector *names,
+                               const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)stat;
+    if (!co || co->role != BT_ROLE_LEADING || !co->handoff.present)
+        return;
+    for (int i = 0; rc == ZOK && i < names->count; i++) {
+        if (candidate_is(names->data[i], co->handoff.to)) {
+            bt_info("coord: planned handoff requested to %s", co->handoff.to);
+            co_step_down(co, "planned handoff", 1);
+            return;
+        }
+    }
+    bt_warn("coord: refusing handoff to %s: not a candidate (unknown, down or drained)",
+            co->handoff.to);
+    co_clear_fulfilled_handoff(co);
 }
 
 static void co_handle_handoff(bt_coord_t *co)
@@ -730,8 +755,16 @@ static void co_handle_handoff(bt_coord_t *co)
             co_clear_fulfilled_handoff(co); /* "hand to me": I lead already */
             return;
         }
-        bt_info("coord: planned handoff requested%s%s", co->handoff.to[0] ? " to " : "",
-                co->handoff.to);
+        if (co->handoff.to[0]) {
+            /* only to a node that is in line: check before stepping down */
+            zreq_t *r = zreq(co);
+            if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0,
+                                        on_handoff_targets, r) == ZOK)
+                return;
+            free(r);
+            return;
+        }
+        bt_info("coord: planned handoff requested");
         co_step_down(co, "planned handoff", 1);
         return;
     }
@@ -768,19 +801,16 @@ static void on_drain_exists(int rc, const struct Stat *stat, const void *data)
 
 static void co_watch_drain(bt_coord_t *co)
 {
-    zreq_t *w = zreq(co), *r = zreq(co);
-    if (w && r && zoo_awexists(bt_zk_handle(co->zk), co->p_drain, on_drain_watch, w,
+    zreq_t *r = zreq(co);
+    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_drain, on_drain_watch, co,
                                on_drain_exists, r) == ZOK)
         return;
-    free(w);
     free(r);
 }
 
 static void on_drain_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    bt_coord_t *co = zdone(ctx);
-    (void)zh;
-    (void)type;
+    bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
     if (co)

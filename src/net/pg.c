@@ -114,8 +114,13 @@ static void pg_conn_lost(bt_pg_t *pg, const char *why)
 {
     int was_up = (pg->state == PG_UP);
     pg_req_t *list = pg->head;
+    char reason[256];
 
-    bt_warn("pg: connection lost: %s", why ? why : "unknown");
+    /* `why` often points into the connection's own error buffer, which
+     * PQfinish frees below: copy it first. */
+    snprintf(reason, sizeof reason, "%s", why ? why : "unknown");
+    why = reason;
+    bt_warn("pg: connection lost: %s", why);
     ev_io_stop(pg->loop, &pg->io);
     ev_prepare_stop(pg->loop, &pg->prepare);
     if (pg->conn) {
