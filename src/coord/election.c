@@ -50,6 +50,7 @@ struct bt_coord {
     ev_timer retry;            /* re-run the election after a transient error */
     ev_timer drain_wait;       /* shutdown: waiting for in-flight writes */
     int heartbeat_inflight;
+    unsigned beats;
     void (*shutdown_done)(void *);
     void *shutdown_arg;
     int64_t shutdown_deadline_ms;
@@ -147,13 +148,27 @@ static unsigned long long seq_of(const char *name)
     return n >= 10 ? strtoull(name + n - 10, NULL, 10) : 0;
 }
 
+/* The zone inside a candidate name, into buf ("" if malformed). */
+static void candidate_zone(const char *name, char *buf, size_t len)
+{
+    const char *p = strchr(name + 2, '_');          /* before node */
+    const char *z = p ? strchr(p + 1, '_') : NULL;  /* before zone */
+    const char *e = z ? strchr(z + 1, '_') : NULL;  /* before seq */
+    if (!e || (size_t)(e - z - 1) >= len) {
+        buf[0] = '\0';
+        return;
+    }
+    snprintf(buf, len, "%.*s", (int)(e - z - 1), z + 1);
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     unsigned long long x = seq_of(*(char *const *)a), y = seq_of(*(char *const *)b);
     return x < y ? -1 : x > y;
 }
 
-/* The node id inside a candidate name c_<session>_<node>_<seq>. */
+/* Candidate names: c_<session>_<node>_<zone>_<seq>; node ids and zones
+ * hold no '_' (checked in bt_coord_new). This one: is it <node>'s? */
 static int candidate_is(const char *name, const char *node)
 {
     const char *p = strchr(name + 2, '_');
@@ -277,6 +292,60 @@ static void on_heartbeat(bt_err_t err, const char *detail, void *arg)
         bt_warn("coord: heartbeat: %s%s%s", bt_strerror(err), detail ? ": " : "", detail ? detail : "");
 }
 
+static void on_zone_handoff_created(int rc, const char *value, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)value;
+    if (co && rc != ZOK && rc != ZNODEEXISTS)
+        bt_warn("coord: zone handoff request: %s", zerror(rc));
+}
+
+static void on_zone_candidates(int rc, const struct String_vector *names, const struct Stat *stat,
+                               const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    char zone[128], js[300];
+    (void)stat;
+    if (!co || rc != ZOK || co->role != BT_ROLE_LEADING || co->handoff.present)
+        return;
+    char **sorted = malloc(sizeof(char *) * (size_t)(names->count ? names->count : 1));
+    if (!sorted)
+        return;
+    memcpy(sorted, names->data, sizeof(char *) * (size_t)names->count);
+    qsort(sorted, (size_t)names->count, sizeof *sorted, cmp_seq);
+    for (int i = 0; i < names->count; i++) {
+        candidate_zone(sorted[i], zone, sizeof zone);
+        if (strcmp(zone, co->pref_zone) || candidate_is(sorted[i], co->node))
+            continue;
+        /* the first healthy (in line = session alive) node there */
+        const char *p = strchr(sorted[i] + 2, '_') + 1;
+        const char *e = strchr(p, '_');
+        snprintf(js, sizeof js, "{\"to\": \"%.*s\", \"reason\": \"preferred zone %s\"}",
+                 (int)(e - p), p, co->pref_zone);
+        bt_info("coord: leading outside the preferred zone %s: handing off to %.*s", co->pref_zone,
+                (int)(e - p), p);
+        zreq_t *r = zreq(co);
+        if (r && zoo_acreate(bt_zk_handle(co->zk), co->p_handoff, js, (int)strlen(js),
+                             bt_zk_acl(co->zk), 0, on_zone_handoff_created, r) == ZOK)
+            r = NULL;
+        free(r);
+        break;
+    }
+    free(sorted);
+}
+
+/* Opt-in (election.zone_handoff): a leader outside the preferred zone hands
+ * off when a node in that zone is in line. */
+static void co_check_zone_preference(bt_coord_t *co)
+{
+    if (!co->opts.zone_handoff || !co->pref_zone || !strcmp(co->zone, co->pref_zone))
+        return;
+    zreq_t *r = zreq(co);
+    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_zone_candidates, r) == ZOK)
+        return;
+    free(r);
+}
+
 /* Every heartbeat period while leading: the known-good rule, then a fenced
  * write. The known-good check runs even without a ZooKeeper event: a lost
  * connection may take seconds to be reported, and a resumed process must not
@@ -298,6 +367,8 @@ static void co_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     if (co->role != BT_ROLE_LEADING || co->heartbeat_inflight)
         return;
+    if (++co->beats % 4 == 0)
+        co_check_zone_preference(co);
     zreq_t *r = zreq(co);
     if (r && bt_store_leader_heartbeat(co->store, co->epoch, on_heartbeat, r) == BT_OK) {
         co->heartbeat_inflight = 1;
@@ -1008,8 +1079,8 @@ static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
             co->gen++;
             co->setup_done = 0;
             co->candidate[0] = '\0';
-            snprintf(co->prefix, sizeof co->prefix, "c_%016llx_%s_", (unsigned long long)sid,
-                     co->node);
+            snprintf(co->prefix, sizeof co->prefix, "c_%016llx_%s_%s_", (unsigned long long)sid,
+                     co->node, co->zone);
             if (!co->leaving)
                 co_setup_step(co, 0);
         } else if (co->role == BT_ROLE_SUSPENDED) {
@@ -1047,6 +1118,11 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
         bt_error("coord: node id '%s' must be 1-100 of [A-Za-z0-9.-]", opts->node_id ? opts->node_id : "");
         return BT_E_CONFIG;
     }
+    if ((opts->zone && *opts->zone && !node_id_ok(opts->zone)) ||
+        (opts->preferred_zone && *opts->preferred_zone && !node_id_ok(opts->preferred_zone))) {
+        bt_error("coord: zone names must be 1-100 of [A-Za-z0-9.-]");
+        return BT_E_CONFIG;
+    }
     if (!(co = calloc(1, sizeof *co)))
         return BT_E_NOMEM;
     co->loop = loop;
@@ -1057,6 +1133,7 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
     co->zone = strdup(opts->zone ? opts->zone : "");
     co->version = strdup(opts->version ? opts->version : BATON_VERSION);
     co->http = opts->http ? strdup(opts->http) : NULL;
+    co->pref_zone = opts->preferred_zone && *opts->preferred_zone ? strdup(opts->preferred_zone) : NULL;
     const char *root = opts->zk_root ? opts->zk_root : "/baton";
     if (strlen(root) + strlen(co->cluster) + 2 > sizeof co->base) {
         bt_error("coord: zookeeper root and cluster name are too long");

@@ -63,23 +63,24 @@ def wait_for(pred, timeout, what):
 
 
 class Node:
-    def __init__(self, cluster, name, zone, workdir):
+    def __init__(self, cluster, name, zone, workdir, extra="", env=None):
         self.name, self.zone = name, zone
+        self.env = dict(os.environ, **(env or {}))
         self.port = free_port()
         self.log = os.path.join(workdir, name + ".log")
         self.cfg = os.path.join(workdir, name + ".yaml")
         with open(self.cfg, "w") as f:
             f.write("cluster: %s\nnode_id: %s\nzone: %s\nhttp: 127.0.0.1:%d\n"
                     "zookeeper:\n  hosts: %s\n  session_timeout: %dms\n"
-                    "postgres:\n  conninfo: \"%s\"\n"
-                    % (cluster, name, zone, self.port, ZK, SESSION_MS, PG))
+                    "postgres:\n  conninfo: \"%s\"\n%s"
+                    % (cluster, name, zone, self.port, ZK, SESSION_MS, PG, extra))
         self.proc = None
         self.stopped = False
 
     def start(self):
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen([BATOND, "--config", self.cfg], stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT, env=self.env)
         self.stopped = False
 
     def status(self):
@@ -163,14 +164,14 @@ class Checker(threading.Thread):
 class Cluster:
     count = 0
 
-    def __init__(self):
+    def __init__(self, extra="", env=None, auth=None):
         Cluster.count += 1
         self.name = "c%d_%d" % (os.getpid(), Cluster.count)
         self.dir = tempfile.mkdtemp(prefix="baton-t2000-")
-        self.nodes = [Node(self.name, "n%d" % i, "z%d" % i, self.dir) for i in (1, 2, 3)]
+        self.nodes = [Node(self.name, "n%d" % i, "z%d" % i, self.dir, extra, env) for i in (1, 2, 3)]
         self.checker = Checker(self.name)
         self.checker.nodes = self.nodes
-        self.zk = KazooClient(hosts=ZK)
+        self.zk = KazooClient(hosts=ZK, auth_data=[("digest", auth)] if auth else None)
         self.zk.start()
         self.base = "/baton/" + self.name
 
@@ -179,7 +180,7 @@ class Cluster:
             n.start()
             time.sleep(0.1)
         self.checker.start()
-        wait_for(lambda: all((n.status() or {}).get("role") in ("standby", "leading") for n in self.nodes),
+        wait_for(lambda: all((n.status() or {}).get("role") not in (None, "starting") for n in self.nodes),
                  10, "every node in the election")
         return self.wait_leader(10)
 
@@ -229,8 +230,10 @@ class Cluster:
 
 
 class T2000Failover(unittest.TestCase):
+    CLUSTER = {}
+
     def setUp(self):
-        self.c = Cluster()
+        self.c = Cluster(**self.CLUSTER)
 
     def tearDown(self):
         violations = self.c.stop()
@@ -387,6 +390,65 @@ class T2000Failover(unittest.TestCase):
             self.assertNotEqual(out.returncode, 0)
             self.assertIn(needle, out.stderr)
         self.c.start()
+
+
+class T2000Acl(T2000Failover.__base__):
+    """Our znodes carry a digest ACL: other clients can read, not write."""
+
+    def setUp(self):
+        self.c = Cluster(env={"BATON_ZK_AUTH": "baton:s3cret"}, auth="baton:s3cret")
+
+    def tearDown(self):
+        self.assertEqual(self.c.stop(), [])
+
+    def test_outsiders_cannot_write(self):
+        from kazoo.exceptions import NoAuthError
+        leader, _ = self.c.start()
+        outsider = KazooClient(hosts=ZK)
+        outsider.start()
+        try:
+            self.assertIn(b"node", outsider.get(self.c.base + "/leader")[0])  # world-readable
+            with self.assertRaises(NoAuthError):
+                outsider.delete(self.c.base + "/leader")
+            with self.assertRaises(NoAuthError):
+                outsider.create(self.c.base + "/election/c_intruder_", ephemeral=True, sequence=True)
+            with self.assertRaises(NoAuthError):
+                outsider.create(self.c.base + "/control/handoff", b"{}")
+        finally:
+            outsider.stop()
+            outsider.close()
+        # the credentials never appear on a command line
+        for n in self.c.nodes:
+            with open("/proc/%d/cmdline" % n.proc.pid, "rb") as f:
+                self.assertNotIn(b"s3cret", f.read())
+        # with the credentials, an operator's handoff works
+        self.c.request_handoff()
+        wait_for(lambda: not self.c.handoff_pending(), 5, "the handoff")
+        new, _ = self.c.wait_leader(2)
+        self.assertNotEqual(new, leader)
+
+
+class T2000Zone(T2000Failover.__base__):
+    """election.zone_handoff: the leader moves to the preferred zone when a
+    node there is in line."""
+
+    def setUp(self):
+        self.c = Cluster(extra="election:\n  preferred_zone: z3\n  zone_handoff: true\n")
+
+    def tearDown(self):
+        self.assertEqual(self.c.stop(), [])
+
+    def test_leader_moves_to_preferred_zone(self):
+        self.c.start()
+        n3 = self.c.nodes[2]
+        leader, _ = wait_for(lambda: (lambda l: l if l and l[0] is n3 else None)(self.c.wait_leader(5)),
+                             15, "the leader to be in z3")
+        n3.kill9()
+        other, _ = self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=n3)
+        self.assertNotEqual(other, n3)
+        n3.start()
+        wait_for(lambda: (lambda l: l if l and l[0] is n3 else None)(self.c.wait_leader(10)),
+                 20, "the leader to move back to z3")
 
 
 if __name__ == "__main__":
