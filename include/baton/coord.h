@@ -9,10 +9,11 @@
  *   control/handoff                    a planned-handoff request (JSON, "to")
  *   control/drain/<node>               present while <node> is drained
  *
- * The epoch is the czxid of the `leader` znode this node created: every
- * leadership is one creation of that znode, and zxids only rise, so epochs
- * only rise. A new leader stores its epoch in PostgreSQL's fence row before
- * its first dispatch; every later write carries it (store.h).
+ * The epoch is the czxid of the leader's candidate znode. Candidates are
+ * ordered by creation, i.e. by zxid, and a leader is always the first live
+ * one, so successive leaders' epochs rise. A new leader creates `leader` and
+ * stores its epoch in PostgreSQL's fence row (in parallel) before its first
+ * dispatch; every later write carries it (store.h).
  *
  * A node may dispatch (bt_coord_may_dispatch) only while it leads, its fence
  * write has committed, and its ZooKeeper session is known good (zk.h). The
@@ -73,6 +74,7 @@ uint64_t bt_coord_epoch(const bt_coord_t *co);
 int bt_coord_may_dispatch(const bt_coord_t *co);
 bt_zk_t *bt_coord_zk(bt_coord_t *co);
 int64_t bt_coord_leader_since_ms(const bt_coord_t *co); /* wall clock, 0 if not */
+int64_t bt_coord_last_stop_ms(const bt_coord_t *co);    /* last stop dispatching, or 0 */
 
 /* A fenced write failed: stop at once and leave the election; rejoin at
  * the back of the line. */

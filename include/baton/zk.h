@@ -60,4 +60,9 @@ int64_t bt_zk_last_recv_ms(const bt_zk_t *zk);  /* monotonic */
  * open without (and a warning at start-up). */
 struct ACL_vector *bt_zk_acl(bt_zk_t *zk);
 
+/* The ACL of ancestors above the cluster root (e.g. /baton), which other
+ * clusters, with other credentials, share: world may read and create
+ * children; only the creator may delete or change it. */
+struct ACL_vector *bt_zk_shared_acl(bt_zk_t *zk);
+
 #endif

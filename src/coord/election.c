@@ -38,9 +38,15 @@ struct bt_coord {
     int setup_done;            /* paths and membership exist in this session */
     int drained;
     int leaving;               /* shutting down: never rejoin */
+    int requeuing;             /* deleting our candidate to rejoin at the back */
     int fence_committed;       /* this leadership's epoch is in the fence row */
     uint64_t epoch;
     int64_t leader_since_ms;
+    int64_t last_stop_ms;      /* wall clock when we last stopped dispatching */
+    int64_t cand_czxid;        /* our candidate's czxid: the epoch if we lead */
+    int64_t leader_czxid;      /* czxid of our `leader` znode: when we began */
+    int claim_zk_done;         /* claiming: `leader` is ours */
+    int claim_fence_done;      /* claiming: the fence holds our epoch */
     char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
     char prefix[160];               /* c_<session>_<node>_ */
     char base[256], p_election[PATH_MAX_LEN], p_nodes[PATH_MAX_LEN];
@@ -124,6 +130,8 @@ static void co_set_role(bt_coord_t *co, bt_role_t role)
         return;
     bt_info("coord: %s -> %s%s", bt_role_name(co->role), bt_role_name(role),
             role == BT_ROLE_LEADING ? " (dispatching)" : "");
+    if (co->role == BT_ROLE_LEADING)
+        co->last_stop_ms = bt_now_ms(); /* stopped dispatching (failover bench) */
     co->role = role;
     if (role != BT_ROLE_LEADING && role != BT_ROLE_SUSPENDED && role != BT_ROLE_STEPPING_DOWN) {
         co->epoch = 0;
@@ -250,18 +258,16 @@ static void co_fence(bt_coord_t *co, const char *reason)
     }
 }
 
+static void co_claim_check(bt_coord_t *co);
+
 static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
 {
     bt_coord_t *co = zdone(arg);
     if (!co || co->role != BT_ROLE_CLAIMING)
         return;
     if (err == BT_OK) {
-        co->fence_committed = 1;
-        co->leader_since_ms = bt_now_ms();
-        bt_info("coord: leading with epoch %" PRIu64, co->epoch);
-        co_set_role(co, BT_ROLE_LEADING);
-        co_clear_fulfilled_handoff(co);
-        ev_timer_again(co->loop, &co->heartbeat);
+        co->claim_fence_done = 1;
+        co_claim_check(co);
         return;
     }
     if (err == BT_E_STALE_EPOCH) {
@@ -406,9 +412,10 @@ static void on_leader_exists(int rc, const struct Stat *stat, const void *data)
         return;
     }
     if (stat->ephemeralOwner == bt_zk_session_id(co->zk)) {
-        co->epoch = (uint64_t)stat->czxid;
-        bt_info("coord: found our own leader znode (reply was lost), epoch %" PRIu64, co->epoch);
-        co_fence(co, "election");
+        bt_info("coord: found our own leader znode (reply was lost)");
+        co->leader_czxid = stat->czxid;
+        co->claim_zk_done = 1;
+        co_claim_check(co);
         return;
     }
     bt_info("coord: previous leader's znode still exists (session 0x%llx): waiting for it",
@@ -423,8 +430,9 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
     if (!co || co->role != BT_ROLE_CLAIMING)
         return;
     if (rc == ZOK) {
-        co->epoch = (uint64_t)stat->czxid;
-        co_fence(co, "election");
+        co->leader_czxid = stat->czxid;
+        co->claim_zk_done = 1;
+        co_claim_check(co);
     } else if (rc == ZNODEEXISTS) {
         zreq_t *r = zreq(co);
         if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, co,
@@ -440,11 +448,35 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
     }
 }
 
+/* Both halves of a claim done: lead. */
+static void co_claim_check(bt_coord_t *co)
+{
+    if (co->role != BT_ROLE_CLAIMING || !co->claim_zk_done || !co->claim_fence_done)
+        return;
+    co->fence_committed = 1;
+    co->leader_since_ms = bt_now_ms();
+    bt_info("coord: leading with epoch %" PRIu64, co->epoch);
+    co_set_role(co, BT_ROLE_LEADING);
+    co_clear_fulfilled_handoff(co);
+    ev_timer_again(co->loop, &co->heartbeat);
+}
+
+/* First in line: create `leader` and write the fence, in parallel (one
+ * round trip less for every failover). Both must succeed before the first
+ * dispatch. A fence bump that turns out premature (someone else still holds
+ * `leader`) can only depose that holder, which the fence makes safe. */
 static void co_claim(bt_coord_t *co)
 {
     char *js;
     zreq_t *r;
+    int fresh = co->role != BT_ROLE_CLAIMING;
     co_set_role(co, BT_ROLE_CLAIMING);
+    co->epoch = (uint64_t)co->cand_czxid;
+    if (fresh)
+        co->claim_fence_done = 0;
+    co->claim_zk_done = 0;
+    if (!co->claim_fence_done)
+        co_fence(co, co->handoff.present ? "handoff" : "election");
     json_t *o = json_pack("{s:s, s:s, s:I}", "node", co->node, "zone", co->zone, "at_ms",
                           (json_int_t)bt_now_ms());
     js = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -485,6 +517,7 @@ static void on_requeued(int rc, const void *data)
     bt_coord_t *co = zdone(data);
     if (!co)
         return;
+    co->requeuing = 0;
     if (rc != ZOK && rc != ZNONODE)
         bt_warn("coord: leaving the line: %s", zerror(rc));
     co->candidate[0] = '\0';
@@ -496,8 +529,12 @@ static void co_requeue(bt_coord_t *co)
 {
     zreq_t *r = zreq(co);
     bt_info("coord: yielding my place to %s", co->handoff.to);
+    /* Two position checks in flight (a predecessor watch and the handoff
+     * watch) must not both requeue: that would leave two candidates. */
+    co->requeuing = 1;
     if (r && zoo_adelete(bt_zk_handle(co->zk), co->candidate, -1, on_requeued, r) == ZOK)
         return;
+    co->requeuing = 0;
     free(r);
     co_retry_later(co, 0.2);
 }
@@ -507,7 +544,7 @@ static void on_children(int rc, const struct String_vector *names, const struct 
 {
     bt_coord_t *co = zdone(data);
     (void)stat;
-    if (!co || co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
+    if (!co || co->requeuing || co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
         co->role == BT_ROLE_CLAIMING || co->role == BT_ROLE_STEPPING_DOWN)
         return;
     if (rc != ZOK) {
@@ -563,7 +600,7 @@ static void on_children(int rc, const struct String_vector *names, const struct 
 static void co_check_position(bt_coord_t *co)
 {
     zreq_t *r = zreq(co);
-    if (!co->candidate[0] || co->leaving || co->drained) {
+    if (!co->candidate[0] || co->leaving || co->drained || co->requeuing) {
         free(r);
         return;
     }
@@ -573,7 +610,8 @@ static void co_check_position(bt_coord_t *co)
     co_retry_later(co, 0.2);
 }
 
-static void on_candidate_created(int rc, const char *value, const void *data)
+static void on_candidate_created(int rc, const char *value, const struct Stat *stat,
+                                 const void *data)
 {
     bt_coord_t *co = zdone(data);
     if (!co)
@@ -586,7 +624,22 @@ static void on_candidate_created(int rc, const char *value, const void *data)
         return;
     }
     snprintf(co->candidate, sizeof co->candidate, "%s", value);
+    co->cand_czxid = stat->czxid;
     bt_info("coord: candidate %s", co->candidate);
+    co_check_position(co);
+}
+
+static void on_adopted_candidate(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    if (!co)
+        return;
+    if (rc != ZOK) {
+        co->candidate[0] = '\0';
+        co_retry_later(co, 0.2);
+        return;
+    }
+    co->cand_czxid = stat->czxid;
     co_check_position(co);
 }
 
@@ -610,7 +663,12 @@ static void on_join_children(int rc, const struct String_vector *names, const st
                          names->data[i]) >= (int)sizeof co->candidate)
                 continue;
             bt_info("coord: found our candidate %s", co->candidate);
-            co_check_position(co);
+            zreq_t *a = zreq(co); /* its czxid is our epoch if we lead */
+            if (a && zoo_aexists(bt_zk_handle(co->zk), co->candidate, 0, on_adopted_candidate, a) == ZOK)
+                return;
+            free(a);
+            co->candidate[0] = '\0';
+            co_retry_later(co, 0.2);
             return;
         }
     }
@@ -618,8 +676,8 @@ static void on_join_children(int rc, const struct String_vector *names, const st
     if (snprintf(path, sizeof path, "%s/%s", co->p_election, co->prefix) >= (int)sizeof path)
         return; /* cannot happen: lengths are checked in bt_coord_new */
     r = zreq(co);
-    if (r && zoo_acreate(bt_zk_handle(co->zk), path, co->node, (int)strlen(co->node),
-                         bt_zk_acl(co->zk), ZOO_EPHEMERAL_SEQUENTIAL, on_candidate_created, r) == ZOK)
+    if (r && zoo_acreate2(bt_zk_handle(co->zk), path, co->node, (int)strlen(co->node),
+                          bt_zk_acl(co->zk), ZOO_EPHEMERAL_SEQUENTIAL, on_candidate_created, r) == ZOK)
         return;
     free(r);
     co_retry_later(co, 0.2);
@@ -722,6 +780,10 @@ static void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
     ev_timer_stop(co->loop, &co->heartbeat);
     co_set_role(co, BT_ROLE_STEPPING_DOWN);
     co->shutdown_deadline_ms = bt_mono_ms() + 2000;
+    if (bt_pg_pending(bt_store_pg(co->store)) == 0) {
+        co_delete_nodes(co); /* nothing in flight: hand over now */
+        return;
+    }
     ev_timer_set(&co->drain_wait, 0., 0.01);
     ev_timer_again(co->loop, &co->drain_wait);
 }
@@ -818,7 +880,9 @@ static void co_handle_handoff(bt_coord_t *co)
     if (!co->handoff.present)
         return;
     if (co->role == BT_ROLE_LEADING) {
-        if ((uint64_t)co->handoff.czxid < co->epoch) {
+        /* Not the epoch: our candidate may be older than the request that
+         * made us leader. Our `leader` znode is always younger. */
+        if (co->handoff.czxid < co->leader_czxid) {
             co_clear_fulfilled_handoff(co); /* it made us leader */
             return;
         }
@@ -955,8 +1019,8 @@ static void co_setup_step(bt_coord_t *co, int step)
         s->z.co = co;
         s->z.gen = co->gen;
         s->step = step;
-        if (zoo_acreate(bt_zk_handle(co->zk), target, "", 0, bt_zk_acl(co->zk), 0,
-                        on_setup_created, s) != ZOK) {
+        struct ACL_vector *acl = step < k - 1 ? bt_zk_shared_acl(co->zk) : bt_zk_acl(co->zk);
+        if (zoo_acreate(bt_zk_handle(co->zk), target, "", 0, acl, 0, on_setup_created, s) != ZOK) {
             free(s);
             co_retry_later(co, 0.5);
         }
@@ -1021,7 +1085,7 @@ static void co_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return; /* the next CONNECTED event resumes */
     if (!co->setup_done)
         co_setup_step(co, 0);
-    else if (co->role == BT_ROLE_CLAIMING && co->epoch)
+    else if (co->role == BT_ROLE_CLAIMING && co->claim_zk_done)
         co_fence(co, "election");
     else if (co->role == BT_ROLE_CLAIMING)
         co_claim(co);
@@ -1036,8 +1100,8 @@ static void on_resume_check(int rc, const struct Stat *stat, const void *data)
     bt_coord_t *co = zdone(data);
     if (!co || co->role != BT_ROLE_SUSPENDED)
         return;
-    if (rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk) &&
-        (uint64_t)stat->czxid == co->epoch && bt_zk_known_good(co->zk)) {
+    if (rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk) && co->candidate[0] &&
+        bt_zk_known_good(co->zk)) {
         bt_info("coord: same session, leader znode still ours: resuming");
         co_set_role(co, BT_ROLE_LEADING);
         return;
@@ -1067,6 +1131,7 @@ static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
         /* Everything ephemeral is gone, and with it our leadership. */
         co->gen++;
         co->setup_done = 0;
+        co->requeuing = 0;
         co->candidate[0] = '\0';
         ev_timer_stop(co->loop, &co->heartbeat);
         if (co->role != BT_ROLE_STOPPED)
@@ -1078,6 +1143,7 @@ static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
             co->session = sid;
             co->gen++;
             co->setup_done = 0;
+            co->requeuing = 0;
             co->candidate[0] = '\0';
             snprintf(co->prefix, sizeof co->prefix, "c_%016llx_%s_%s_", (unsigned long long)sid,
                      co->node, co->zone);
@@ -1214,6 +1280,11 @@ bt_zk_t *bt_coord_zk(bt_coord_t *co)
 int64_t bt_coord_leader_since_ms(const bt_coord_t *co)
 {
     return co->leader_since_ms;
+}
+
+int64_t bt_coord_last_stop_ms(const bt_coord_t *co)
+{
+    return co->last_stop_ms;
 }
 
 void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg)

@@ -23,6 +23,8 @@ struct bt_zk {
     ev_timer renew;      /* replaces an expired handle, outside its callbacks */
     struct ACL acl_entries[2];
     struct ACL_vector acl;
+    struct ACL shared_entries[2];
+    struct ACL_vector shared_acl;
 };
 
 static void zk_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx);
@@ -171,12 +173,21 @@ bt_err_t bt_zk_new(struct ev_loop *loop, const bt_zk_opts_t *opts, bt_zk_t **out
         zk->acl_entries[0] = ZOO_CREATOR_ALL_ACL.data[0];
         zk->acl_entries[1] = ZOO_READ_ACL_UNSAFE.data[0];
         zk->acl.count = 2;
+        /* Ancestors such as /baton hold every cluster's root: others may
+         * read and create under them, never delete or re-ACL them. */
+        zk->shared_entries[0] = ZOO_CREATOR_ALL_ACL.data[0];
+        zk->shared_entries[1] = ZOO_READ_ACL_UNSAFE.data[0];
+        zk->shared_entries[1].perms = ZOO_PERM_READ | ZOO_PERM_CREATE;
+        zk->shared_acl.count = 2;
     } else {
         bt_warn("zk: no digest credentials configured: our znodes are open to every client");
         zk->acl_entries[0] = ZOO_OPEN_ACL_UNSAFE.data[0];
         zk->acl.count = 1;
+        zk->shared_entries[0] = ZOO_OPEN_ACL_UNSAFE.data[0];
+        zk->shared_acl.count = 1;
     }
     zk->acl.data = zk->acl_entries;
+    zk->shared_acl.data = zk->shared_entries;
 
     static int log_set;
     if (!log_set) {
@@ -249,4 +260,9 @@ int64_t bt_zk_last_recv_ms(const bt_zk_t *zk)
 struct ACL_vector *bt_zk_acl(bt_zk_t *zk)
 {
     return &zk->acl;
+}
+
+struct ACL_vector *bt_zk_shared_acl(bt_zk_t *zk)
+{
+    return &zk->shared_acl;
 }

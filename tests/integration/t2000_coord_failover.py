@@ -8,7 +8,8 @@ asserts two invariants at every moment:
     e at time t while another reports dispatching with epoch e' > e that
     started (leader_since_ms) before t is a violation (one machine, one
     clock, so the comparison is exact and sampling skew cannot fake one);
-  - the fence epoch in PostgreSQL never goes down.
+  - the fence epoch in PostgreSQL never goes down;
+  - no ZooKeeper session ever holds two candidates in the election.
 """
 import json
 import os
@@ -127,6 +128,19 @@ class Checker(threading.Thread):
         self.violations = []
         self.epochs = []
         self.stop_flag = False
+        self.zk = None      # set by Cluster: lists the election
+        self.election = None
+
+    def check_candidates(self):
+        try:
+            names = self.zk.get_children_async(self.election).get(timeout=0.5)
+        except Exception:
+            return  # not created yet, or ZooKeeper down on purpose
+        sessions = [n.split("_")[1] for n in names if n.startswith("c_")]
+        for sid in set(sessions):
+            if sessions.count(sid) > 1:
+                self.violations.append("session %s holds %d candidates: %s"
+                                       % (sid, sessions.count(sid), sorted(names)))
 
     def run(self):
         last_pg = 0
@@ -147,6 +161,8 @@ class Checker(threading.Thread):
                         self.epochs.append(e)
                 except Exception:
                     pass  # PostgreSQL may be down on purpose
+                if self.zk:
+                    self.check_candidates()
             time.sleep(0.01)
 
     def check(self, st):
@@ -174,6 +190,7 @@ class Cluster:
         self.zk = KazooClient(hosts=ZK, auth_data=[("digest", auth)] if auth else None)
         self.zk.start()
         self.base = "/baton/" + self.name
+        self.checker.zk, self.checker.election = self.zk, self.base + "/election"
 
     def start(self):
         for n in self.nodes:
@@ -339,6 +356,11 @@ class T2000Failover(unittest.TestCase):
         ev = psql("SELECT detail->>'previous_node' FROM events WHERE cluster='%s' AND kind='leader' "
                   "AND epoch=%d" % (self.c.name, nst["epoch"]))
         self.assertEqual(ev, old.name)
+        # one request, one change: the new leader does not take it as its own
+        time.sleep(1)
+        self.assertIs(self.c.wait_leader(2)[0], new)
+        self.assertEqual(psql("SELECT count(*) FROM events WHERE cluster='%s' AND kind='leader'"
+                              % self.c.name), "2")
 
     def test_08_handoff_to_named_node(self):
         old, _ = self.c.start()
@@ -414,6 +436,9 @@ class T2000Acl(T2000Failover.__base__):
                 outsider.create(self.c.base + "/election/c_intruder_", ephemeral=True, sequence=True)
             with self.assertRaises(NoAuthError):
                 outsider.create(self.c.base + "/control/handoff", b"{}")
+            # the shared parent stays open for other clusters' roots
+            parent = self.c.base.rsplit("/", 1)[0]
+            outsider.create(parent + "/outsider_%d" % os.getpid(), ephemeral=True)
         finally:
             outsider.stop()
             outsider.close()

@@ -105,7 +105,9 @@ CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
 -- ordered before the new epoch exists. There is no third case.
 
 -- Take (or re-take) leadership with a strictly greater epoch.
--- Returns 'ok' or 'stale' (an equal or newer epoch is already recorded).
+-- Returns 'ok' or 'stale' (a newer epoch is recorded, or the same epoch by
+-- another node). The same node repeating its own epoch gets 'ok' again: a
+-- claimant may have to retry after a lost reply.
 --
 -- A deposed leader that was paused (SIGSTOP, VM freeze, GC) in the middle of
 -- a pipelined batch holds the fence row FOR SHARE in an open transaction, and
@@ -147,8 +149,11 @@ BEGIN
             PERFORM pg_sleep(0.005);
         END;
     END LOOP;
-    IF v_prev.epoch >= p_epoch THEN
+    IF v_prev.epoch > p_epoch OR (v_prev.epoch = p_epoch AND v_prev.node <> p_node) THEN
         RETURN 'stale';
+    END IF;
+    IF v_prev.epoch = p_epoch THEN
+        RETURN 'ok';  -- our own, already recorded
     END IF;
     UPDATE fence SET epoch = p_epoch, node = p_node, zone = p_zone,
                      since = clock_timestamp()

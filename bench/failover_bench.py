@@ -1,0 +1,274 @@
+#!/usr/bin/python3
+"""failover_bench: how long the cluster has no dispatcher.
+
+Measures "old leader stops" -> "new leader's first fenced write" for
+  - planned handoffs (control/handoff) and
+  - crashes (kill -9 of the leader; "stops" = the kill),
+first for three batond nodes, then for kazoo's Election recipe with three
+contender processes against the same ZooKeeper ensemble and PostgreSQL, in
+the same run. A kazoo leader's first act is the same fenced write baton's
+leader makes (baton_fence_acquire); its planned handoff is the leader
+returning from its leadership function, which releases the election lock.
+
+Runs under tests/harness (scripts/bench failover). Environment: BATOND,
+BATON_TEST_ZK, BATON_TEST_PG. Arguments: [HANDOFFS] [CRASHES] [SESSION_MS].
+Last line: one JSON object with every figure.
+"""
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ZK = os.environ["BATON_TEST_ZK"]
+PG = os.environ["BATON_TEST_PG"]
+BATOND = os.environ.get("BATOND", "build-release/batond")
+HANDOFFS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+CRASHES = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+SESSION_MS = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
+
+
+def now_ms():
+    return time.time() * 1000.0
+
+
+def pct(values, p):
+    v = sorted(values)
+    if not v:
+        return None
+    k = (len(v) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def wait_for(pred, timeout, every=0.05):
+    # Relaxed polling: the figures come from the nodes' own timestamps, so
+    # polling faster would only steal CPU from the system being measured.
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(every)
+    raise RuntimeError("timed out")
+
+
+# ------------------------------------------------------------------ baton
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class BatonNode:
+    def __init__(self, cluster, name, workdir):
+        self.name = name
+        self.port = free_port()
+        self.cfg = os.path.join(workdir, name + ".yaml")
+        self.log = os.path.join(workdir, name + ".log")
+        with open(self.cfg, "w") as f:
+            f.write("cluster: %s\nnode_id: %s\nzone: z\nhttp: 127.0.0.1:%d\nzookeeper:\n  hosts: %s\n"
+                    "  session_timeout: %dms\npostgres:\n  conninfo: \"%s\"\n"
+                    % (cluster, name, self.port, ZK, SESSION_MS, PG))
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen([BATOND, "--config", self.cfg], stdout=out, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, BATON_LOG_LEVEL="warn"))
+
+    def status(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/status" % self.port, timeout=0.5) as r:
+                return json.load(r)
+        except Exception:
+            return None
+
+
+def baton_run():
+    from kazoo.client import KazooClient
+    cluster = "bench%d" % os.getpid()
+    work = tempfile.mkdtemp(prefix="baton-failover-bench-")
+    nodes = [BatonNode(cluster, "n%d" % i, work) for i in (1, 2, 3)]
+    for n in nodes:
+        n.start()
+    zk = KazooClient(hosts=ZK)
+    zk.start()
+    base = "/baton/" + cluster
+
+    def leader():
+        for n in nodes:
+            st = n.status()
+            if st and st["dispatching"]:
+                return n, st
+        return None
+
+    def all_in():
+        return all((n.status() or {}).get("role") in ("standby", "leading") for n in nodes)
+
+    wait_for(all_in, 30)
+    old, st = wait_for(leader, 30)
+    planned = []
+    for _ in range(HANDOFFS):
+        gone = threading.Event()
+        zk.create(base + "/control/handoff", b"{}")
+        # event-driven, like the kazoo side: the new leader deletes the
+        # request right after its fence write
+        if zk.exists(base + "/control/handoff", watch=lambda ev: gone.set()) is None:
+            gone.set()
+        if not gone.wait(10):
+            raise RuntimeError("handoff did not complete")
+        new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 10)
+        stopped = old.status()["last_stop_ms"]
+        planned.append(nst["leader_since_ms"] - stopped)
+        old = new
+        wait_for(all_in, 10)
+    crash = []
+    for _ in range(CRASHES):
+        t_kill = now_ms()
+        old.proc.kill()
+        old.proc.wait()
+        new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), SESSION_MS / 1000 * 4)
+        crash.append(nst["leader_since_ms"] - t_kill)
+        old.start()
+        wait_for(all_in, 30)
+        old = new
+    for n in nodes:
+        n.proc.terminate()
+        n.proc.wait(15)
+    zk.stop()
+    return planned, crash
+
+
+# ------------------------------------------------------------------ kazoo
+
+CONTENDER = r'''
+import os, signal, sys, threading, time
+import psycopg2
+from kazoo.client import KazooClient
+from kazoo.recipe.election import Election
+zk_hosts, pg, path, name, session_ms = sys.argv[1:6]
+conn = psycopg2.connect(pg); conn.autocommit = True
+cur = conn.cursor()
+stop = threading.Event()
+signal.signal(signal.SIGUSR1, lambda *a: stop.set())
+zk = KazooClient(hosts=zk_hosts, timeout=int(session_ms) / 1000.0)
+zk.start()
+def lead():
+    epoch = int(time.time() * 1e6)
+    cur.execute("SELECT baton_fence_acquire(%s, %s, %s, 'z', 'kazoo', 2000)", ("kazoo" + path[-8:], epoch, name))
+    print("LEAD %.3f" % (time.time() * 1000), flush=True)
+    stop.wait()
+    stop.clear()
+    print("STOP %.3f" % (time.time() * 1000), flush=True)
+print("READY", flush=True)
+election = Election(zk, path, name)
+while True:
+    election.run(lead)
+'''
+
+
+class Contender:
+    def __init__(self, path, name):
+        self.name = name
+        self.events = []
+        self.cond = threading.Condition()
+        self.proc = None
+        self.path = path
+
+    def start(self):
+        self.proc = subprocess.Popen(["/usr/bin/python3", "-c", CONTENDER, ZK, PG, self.path, self.name,
+                                      str(SESSION_MS)], stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self.read, args=(self.proc,), daemon=True).start()
+
+    def read(self, proc):
+        for line in proc.stdout:
+            with self.cond:
+                self.events.append(line.split())
+                self.cond.notify_all()
+
+    def last(self, kind):
+        with self.cond:
+            for e in reversed(self.events):
+                if e[0] == kind:
+                    return float(e[1])
+        return None
+
+
+def kazoo_run():
+    path = "/kazoo-bench/%d" % os.getpid()
+    cs = [Contender(path, "k%d" % i) for i in (1, 2, 3)]
+    for c in cs:
+        c.start()
+        wait_for(lambda: any(e[0] == "READY" for e in c.events), 30)
+
+    def leader(exclude=None, after=0):
+        for c in cs:
+            lead, stop = c.last("LEAD"), c.last("STOP")
+            if c is not exclude and lead and lead > after and (not stop or stop < lead):
+                return c, lead
+        return None
+
+    old, _ = wait_for(leader, 30)
+    planned = []
+    for _ in range(HANDOFFS):
+        t0 = now_ms()
+        old.proc.send_signal(signal.SIGUSR1)
+        new, lead = wait_for(lambda: leader(exclude=old, after=t0), 10)
+        stopped = wait_for(lambda: (lambda s: s if s and s >= t0 else None)(old.last("STOP")), 10)
+        planned.append(lead - stopped)
+        old = new
+    crash = []
+    for _ in range(CRASHES):
+        t_kill = now_ms()
+        old.proc.kill()
+        old.proc.wait()
+        new, lead = wait_for(lambda: leader(exclude=old, after=t_kill), SESSION_MS / 1000 * 4)
+        crash.append(lead - t_kill)
+        old.events = []
+        old.start()
+        wait_for(lambda: any(e[0] == "READY" for e in old.events), 30)
+        old = new
+    for c in cs:
+        c.proc.kill()
+        c.proc.wait()
+    return planned, crash
+
+
+def summary(name, planned, crash):
+    return {
+        name + "_planned_p50_ms": round(pct(planned, 50), 1),
+        name + "_planned_p99_ms": round(pct(planned, 99), 1),
+        name + "_crash_p50_ms": round(pct(crash, 50), 1),
+        name + "_crash_p99_ms": round(pct(crash, 99), 1),
+    }
+
+
+def main():
+    bp, bc = baton_run()
+    kp, kc = kazoo_run()
+    out = {"bench": "failover", "session_timeout_ms": SESSION_MS, "handoffs": HANDOFFS, "crashes": CRASHES}
+    out.update(summary("baton", bp, bc))
+    out.update(summary("kazoo", kp, kc))
+    out["planned_p99_ratio_kazoo_over_baton"] = round(pct(kp, 99) / max(pct(bp, 99), 0.001), 2)
+    out["baton_crash_p99_minus_session_ms"] = round(pct(bc, 99) - SESSION_MS, 1)
+    print("baton planned handoff: p50 %.1f ms, p99 %.1f ms (target p99 < 100 ms)"
+          % (pct(bp, 50), pct(bp, 99)))
+    print("kazoo planned handoff: p50 %.1f ms, p99 %.1f ms" % (pct(kp, 50), pct(kp, 99)))
+    print("baton crash: p50 %.0f ms, p99 %.0f ms (session timeout %d ms; target <= timeout + 250 ms)"
+          % (pct(bc, 50), pct(bc, 99), SESSION_MS))
+    print("kazoo crash: p50 %.0f ms, p99 %.0f ms" % (pct(kc, 50), pct(kc, 99)))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
