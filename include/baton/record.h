@@ -28,6 +28,10 @@ bt_err_t bt_run_key_format(char *buf, size_t len, const char *workflow,
                            const char *run_id, const char *task,
                            uint32_t attempt);
 
+/* A deep copy of any message, every field heap-allocated, so that
+ * <type>__free_unpacked(copy, NULL) frees it; NULL when out of memory. */
+void *bt_pb_clone(const void *msg);
+
 /* Formats Unix milliseconds as a PostgreSQL timestamptz literal (UTC). */
 void bt_ms_to_pg_time(int64_t ms, char buf[40]);
 

@@ -77,8 +77,9 @@ bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
 bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
                                    void *arg);
 
-/* Inserts a new task run (one attempt). Sets run->writer_epoch and
- * run->writer_node before encoding; the queryable columns come from `run`. */
+/* Inserts a new task run (one attempt). Sets run->writer_epoch; the stored
+ * record carries this node as writer_node (run's own field is left as the
+ * caller's); the queryable columns come from `run`. */
 bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run,
                               bt_store_cb cb, void *arg);
 
@@ -111,5 +112,39 @@ bt_err_t bt_store_task_fail_corrupt(bt_store_t *st, uint64_t epoch,
 bt_err_t bt_store_event(bt_store_t *st, uint64_t epoch, const char *kind,
                         const char *run_key, const char *detail_json,
                         bt_store_cb cb, void *arg);
+
+/* ---------------------------------------------------------- workflow runs */
+
+typedef Baton__V1__WorkflowRun bt_workflow_run_t;
+
+/* Creates `run` (state running) and the first attempt of each of its tasks
+ * (`tasks[i]`, state scheduled, due now) in one fenced call. When
+ * next_fire_ms >= 0 the workflow's scheduling cursor moves to it; when
+ * request_id > 0 that run request is consumed. BT_E_EXISTS when a run with
+ * that id exists (cursor and request are consumed all the same). */
+bt_err_t bt_store_run_create(bt_store_t *st, uint64_t epoch, bt_workflow_run_t *run,
+                             bt_task_run_t *const *tasks, size_t ntasks, int64_t next_fire_ms,
+                             int64_t request_id, bt_store_cb cb, void *arg);
+
+/* Sets the workflow's scheduling cursor if it has none yet (fenced). */
+bt_err_t bt_store_workflow_cursor_init(bt_store_t *st, uint64_t epoch, const char *workflow_id,
+                                       int64_t next_fire_ms, bt_store_cb cb, void *arg);
+
+/* Compare-and-set of a run's state (`from` -> run->state), fenced. */
+bt_err_t bt_store_run_transition(bt_store_t *st, uint64_t epoch, Baton__V1__RunState from,
+                                 bt_workflow_run_t *run, bt_store_cb cb, void *arg);
+
+/* "queued", "running", "success", "failed", "cancelled"; NULL if unknown. */
+const char *bt_run_state_name(Baton__V1__RunState s);
+bt_err_t bt_run_state_parse(const char *name, Baton__V1__RunState *out);
+const char *bt_run_kind_name(Baton__V1__RunKind k);
+
+/* Removes an operator's task request once acted on, with an event. */
+bt_err_t bt_store_task_request_done(bt_store_t *st, uint64_t epoch, int64_t id,
+                                    const char *outcome, bt_store_cb cb, void *arg);
+
+/* The cluster name and node id the store writes with. */
+const char *bt_store_cluster(const bt_store_t *st);
+const char *bt_store_node(const bt_store_t *st);
 
 #endif

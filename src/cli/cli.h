@@ -4,6 +4,8 @@
 #ifndef BATON_CLI_H
 #define BATON_CLI_H
 
+#include <libpq-fe.h>
+
 #include "baton/config.h"
 
 /* Exit codes, documented in docs/cli.md. */
@@ -30,6 +32,25 @@ typedef struct bt_cli_cmd {
 
 int bt_cmd_migrate(bt_cli_t *cli, int argc, char **argv);
 int bt_cmd_schema(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_workflow(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_pause(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_unpause(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_trigger(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_backfill(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_runs(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_run(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_pool(bt_cli_t *cli, int argc, char **argv);
+
+/* Connects to PostgreSQL (blocking: fine for a CLI). Returns an exit code;
+ * BT_EXIT_OK with *out set, or prints the reason. Needs cluster too. */
+int bt_cli_pg(bt_cli_t *cli, PGconn **out);
+/* Prints a JSON value indented, with a newline, and releases it. */
+struct json_t;
+void bt_cli_print_json(struct json_t *j);
+
+/* Runs a text-parameter query; prints the server's error and returns NULL
+ * on failure. */
+PGresult *bt_cli_query(PGconn *c, const char *sql, int n, const char *const *vals);
 
 /* Checks the settings a command needs; prints the reason and returns
  * BT_EXIT_USAGE when something is missing, else BT_EXIT_OK. */

@@ -12,6 +12,21 @@ static const bt_cli_cmd_t commands[] = {
      "batonctl migrate"},
     {"schema", bt_cmd_schema, "show the database schema version, migrations and tables",
      "batonctl schema [--json]"},
+    {"workflow", bt_cmd_workflow, "validate, apply, list and show workflow files",
+     "batonctl workflow validate FILE...\n       batonctl workflow apply [--paused] FILE...\n"
+     "       batonctl workflow list\n       batonctl workflow show ID"},
+    {"pause", bt_cmd_pause, "stop creating scheduled runs of a workflow", "batonctl pause ID"},
+    {"unpause", bt_cmd_unpause, "resume creating scheduled runs", "batonctl unpause ID"},
+    {"trigger", bt_cmd_trigger, "request a manual run now",
+     "batonctl trigger ID [--conf JSON]"},
+    {"backfill", bt_cmd_backfill, "request runs for every schedule time in a date range",
+     "batonctl backfill ID --from DATE --to DATE"},
+    {"runs", bt_cmd_runs, "list workflow runs",
+     "batonctl runs [--workflow ID] [--state S] [--limit N]"},
+    {"run", bt_cmd_run, "show one run's tasks: state, attempt, remote handle, error",
+     "batonctl run show WORKFLOW RUN_ID"},
+    {"pool", bt_cmd_pool, "set or list pools (named slot counts)",
+     "batonctl pool set NAME SLOTS\n       batonctl pool list"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

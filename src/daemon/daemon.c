@@ -7,6 +7,8 @@
 
 #include "baton/clock.h"
 #include "baton/coord.h"
+#include "baton/dispatcher.h"
+#include "baton/operator.h"
 #include "baton/log.h"
 #include "baton/store.h"
 #include "daemon/admin.h"
@@ -19,6 +21,9 @@ typedef struct bt_daemon {
     bt_store_t *store;
     bt_coord_t *coord;
     bt_admin_t *admin;
+    bt_dispatcher_t *dispatcher;
+    bt_operator_t *ops[8];
+    size_t nops;
     ev_signal sigterm, sigint;
     ev_timer hard_stop;    /* a handoff that cannot finish must not hang exit */
     int stopping;
@@ -61,6 +66,14 @@ static void on_role(bt_coord_t *co, bt_role_t role, uint64_t epoch, void *arg)
     (void)co;
     bt_info("batond: node %s is %s (epoch %llu)", d->cfg->node_id, bt_role_name(role),
             (unsigned long long)epoch);
+    if (!d->dispatcher)
+        return;
+    /* the dispatcher also asks bt_coord_may_dispatch before each action;
+     * this starts it (loading from PostgreSQL) and stops it at once */
+    if (role == BT_ROLE_LEADING)
+        bt_dispatcher_start(d->dispatcher, epoch);
+    else
+        bt_dispatcher_stop(d->dispatcher);
 }
 
 static char *status_json(void *arg)
@@ -79,6 +92,19 @@ static char *status_json(void *arg)
         (json_int_t)(bt_mono_ms() - bt_zk_last_recv_ms(zk)), "pg_connected",
         bt_store_is_up(d->store), "pg_pending", (json_int_t)bt_pg_pending(bt_store_pg(d->store)),
         "now_ms", (json_int_t)bt_now_ms());
+    bt_dispatcher_stats_t ds;
+    bt_dispatcher_get_stats(d->dispatcher, &ds);
+    json_t *dj = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active", ds.active,
+                           "runs_created", (json_int_t)ds.runs_created, "transitions",
+                           (json_int_t)ds.transitions, "submits", (json_int_t)ds.submits,
+                           "lookups", (json_int_t)ds.lookups, "polls", (json_int_t)ds.polls,
+                           "reloads", (json_int_t)ds.reloads, "active_runs",
+                           (json_int_t)ds.active_runs, "active_tasks",
+                           (json_int_t)ds.active_tasks);
+    if (o && dj)
+        json_object_set_new(o, "dispatcher", dj);
+    else
+        json_decref(dj);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -114,6 +140,18 @@ int bt_daemon_run(const bt_config_t *cfg)
         bt_error("batond: cannot open the store: %s", bt_strerror(e));
         goto out;
     }
+#ifdef BATON_TEST_OPERATORS
+    if (bt_test_op_new(d.loop, &d.ops[d.nops]) == BT_OK)
+        d.nops++;
+#endif
+    bt_dispatcher_opts_t dopts = {.store = d.store,
+                                  .ops = d.ops,
+                                  .nops = d.nops,
+                                  .default_pool_slots = 128};
+    if ((e = bt_dispatcher_new(d.loop, &dopts, &d.dispatcher)) != BT_OK) {
+        bt_error("batond: cannot create the dispatcher: %s", bt_strerror(e));
+        goto out;
+    }
     bt_coord_opts_t co = {
         .cluster = cfg->cluster,
         .node_id = cfg->node_id,
@@ -129,7 +167,9 @@ int bt_daemon_run(const bt_config_t *cfg)
         .on_role = on_role,
         .arg = &d,
     };
-    if ((e = bt_coord_new(d.loop, &co, &d.coord)) != BT_OK) {
+    if ((e = bt_coord_new(d.loop, &co, &d.coord)) == BT_OK)
+        bt_dispatcher_set_coord(d.dispatcher, d.coord);
+    if (e != BT_OK) {
         bt_error("batond: cannot start coordination: %s", bt_strerror(e));
         rc = e == BT_E_CONFIG ? 2 : 1;
         goto out;
@@ -152,8 +192,14 @@ int bt_daemon_run(const bt_config_t *cfg)
 
 out:
     bt_admin_stop(d.admin);
+    bt_dispatcher_stop(d.dispatcher);
+    /* order: operators drop their answers, the store cancels its writes
+     * (callbacks still find the dispatcher), then the dispatcher goes */
+    for (size_t i = 0; i < d.nops; i++)
+        bt_test_op_free(d.ops[i]);
     bt_coord_free(d.coord);
     bt_store_close(d.store);
+    bt_dispatcher_free(d.dispatcher);
     if (d.loop)
         ev_loop_destroy(d.loop);
     return rc;

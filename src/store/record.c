@@ -1,6 +1,7 @@
 #include "baton/record.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -82,4 +83,17 @@ void bt_ms_to_pg_time(int64_t ms, char buf[40])
     gmtime_r(&secs, &tm);
     size_t n = strftime(buf, 40, "%Y-%m-%d %H:%M:%S", &tm);
     snprintf(buf + n, 40 - n, ".%03d+00", frac);
+}
+
+void *bt_pb_clone(const void *msg)
+{
+    const ProtobufCMessage *m = msg;
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len + 1); /* +1: never malloc(0) */
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+    free(buf);
+    return c;
 }

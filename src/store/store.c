@@ -11,17 +11,7 @@
 
 #include "baton/clock.h"
 #include "baton/log.h"
-
-enum {
-    ST_FENCE_ACQUIRE,
-    ST_FENCE_CHECK,
-    ST_TASK_CREATE,
-    ST_TASK_TRANSITION,
-    ST_TASK_GET,
-    ST_EVENT,
-    ST_HEARTBEAT,
-    ST__COUNT
-};
+#include "store/internal.h"
 
 static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
     [ST_FENCE_ACQUIRE] = {"bt_fence_acquire",
@@ -42,21 +32,17 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
     [ST_EVENT] = {"bt_event",
                   "SELECT baton_event_append($1, $2, $3, $4, $5, $6::jsonb)", 6},
     [ST_HEARTBEAT] = {"bt_heartbeat", "SELECT baton_leader_heartbeat($1, $2, $3)", 3},
+    [ST_RUN_CREATE] = {"bt_run_create",
+                       "SELECT baton_run_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+                       "$11, $12, $13, $14, $15)",
+                       15},
+    [ST_CURSOR_INIT] = {"bt_cursor_init", "SELECT baton_workflow_cursor_init($1, $2, $3, $4)",
+                        4},
+    [ST_RUN_TRANSITION] = {"bt_run_transition",
+                           "SELECT baton_run_transition($1, $2, $3, $4, $5, $6, $7, $8)", 8},
+    [ST_TASK_REQUEST_DONE] = {"bt_task_request_done",
+                              "SELECT baton_task_request_done($1, $2, $3, $4, $5)", 5},
 };
-
-struct bt_store {
-    bt_pg_t *pg;
-    uint32_t fence_grace_ms;
-    char *cluster;
-    char *node;
-};
-
-/* One in-flight call: who to tell, and how to read the answer. */
-typedef struct store_req {
-    bt_store_cb cb;
-    bt_store_task_cb task_cb;
-    void *arg;
-} store_req_t;
 
 bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
                        bt_store_t **out)
@@ -129,7 +115,7 @@ static bt_err_t outcome_err(const char *v)
     return BT_E_PG;
 }
 
-static void on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
+void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
 {
     store_req_t *rq = arg;
     if (err == BT_OK) {
@@ -145,7 +131,7 @@ static void on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *ar
     free(rq);
 }
 
-static bt_err_t submit(bt_store_t *st, int stmt, const char *const *vals,
+bt_err_t bt_store__submit(bt_store_t *st, int stmt, const char *const *vals,
                        const int *lens, const int *fmts, int binary,
                        bt_pg_cb on_done, store_req_t *rq)
 {
@@ -155,7 +141,7 @@ static bt_err_t submit(bt_store_t *st, int stmt, const char *const *vals,
     return err;
 }
 
-static store_req_t *req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg)
+store_req_t *bt_store__req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg)
 {
     store_req_t *rq = calloc(1, sizeof *rq);
     if (rq) {
@@ -173,13 +159,13 @@ bt_err_t bt_store_fence_acquire(bt_store_t *st, uint64_t epoch, const char *zone
     store_req_t *rq;
     if (!st || !cb || epoch == 0 || epoch > INT64_MAX)
         return BT_E_INVAL;
-    if (!(rq = req_new(cb, NULL, arg)))
+    if (!(rq = bt_store__req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     snprintf(grace, sizeof grace, "%u", st->fence_grace_ms);
     const char *vals[6] = {st->cluster, ep, st->node, zone ? zone : "",
                            reason ? reason : "", grace};
-    return submit(st, ST_FENCE_ACQUIRE, vals, NULL, NULL, 0, on_outcome, rq);
+    return bt_store__submit(st, ST_FENCE_ACQUIRE, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
 }
 
 /* The statements whose parameters are (cluster, epoch[, node]). */
@@ -189,11 +175,11 @@ static bt_err_t epoch_call(bt_store_t *st, int stmt, uint64_t epoch, bt_store_cb
     store_req_t *rq;
     if (!st || !cb)
         return BT_E_INVAL;
-    if (!(rq = req_new(cb, NULL, arg)))
+    if (!(rq = bt_store__req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *vals[3] = {st->cluster, ep, st->node};
-    return submit(st, stmt, vals, NULL, NULL, 0, on_outcome, rq);
+    return bt_store__submit(st, stmt, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
 }
 
 bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
@@ -212,14 +198,17 @@ bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb c
 static bt_err_t pack_run(bt_store_t *st, uint64_t epoch, bt_task_run_t *run,
                          uint8_t **out, size_t *len)
 {
+    /* writer_node is packed from our copy and then put back: the caller
+     * owns the record (often an unpacked one whose strings it will free) */
+    char *own = run->writer_node;
     run->writer_epoch = epoch;
     run->writer_node = st->node;
     *len = baton__v1__task_run__get_packed_size(run);
     /* +1: malloc(0) may return NULL for an all-default record */
-    if (!(*out = malloc(*len + 1)))
-        return BT_E_NOMEM;
-    baton__v1__task_run__pack(run, *out);
-    return BT_OK;
+    if ((*out = malloc(*len + 1)))
+        baton__v1__task_run__pack(run, *out);
+    run->writer_node = own;
+    return *out ? BT_OK : BT_E_NOMEM;
 }
 
 static int run_valid(const bt_task_run_t *run)
@@ -242,7 +231,7 @@ bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run
         return BT_E_INVAL;
     if ((err = pack_run(st, epoch, run, &buf, &len)) != BT_OK)
         return err;
-    if (!(rq = req_new(cb, NULL, arg))) {
+    if (!(rq = bt_store__req_new(cb, NULL, arg))) {
         free(buf);
         return BT_E_NOMEM;
     }
@@ -258,7 +247,7 @@ bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run
     int fmts[11] = {0};
     lens[10] = (int)len;
     fmts[10] = 1;
-    err = submit(st, ST_TASK_CREATE, vals, lens, fmts, 0, on_outcome, rq);
+    err = bt_store__submit(st, ST_TASK_CREATE, vals, lens, fmts, 0, bt_store__on_outcome, rq);
     free(buf); /* libpq copied it into its output buffer */
     return err;
 }
@@ -278,7 +267,7 @@ bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
         return BT_E_INVAL;
     if ((err = pack_run(st, epoch, run, &buf, &len)) != BT_OK)
         return err;
-    if (!(rq = req_new(cb, NULL, arg))) {
+    if (!(rq = bt_store__req_new(cb, NULL, arg))) {
         free(buf);
         return BT_E_NOMEM;
     }
@@ -295,7 +284,7 @@ bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
     int fmts[9] = {0};
     lens[8] = (int)len;
     fmts[8] = 1;
-    err = submit(st, ST_TASK_TRANSITION, vals, lens, fmts, 0, on_outcome, rq);
+    err = bt_store__submit(st, ST_TASK_TRANSITION, vals, lens, fmts, 0, bt_store__on_outcome, rq);
     free(buf);
     return err;
 }
@@ -459,9 +448,9 @@ bt_err_t bt_store_event(bt_store_t *st, uint64_t epoch, const char *kind,
     store_req_t *rq;
     if (!st || !kind || !cb)
         return BT_E_INVAL;
-    if (!(rq = req_new(cb, NULL, arg)))
+    if (!(rq = bt_store__req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *vals[6] = {st->cluster, ep, st->node, kind, run_key, detail_json};
-    return submit(st, ST_EVENT, vals, NULL, NULL, 0, on_outcome, rq);
+    return bt_store__submit(st, ST_EVENT, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
 }

@@ -1,0 +1,81 @@
+/* Operators: what a task does. The dispatcher (src/sched/dispatcher.c)
+ * drives every operator through the same four calls, each asynchronous on
+ * the daemon's loop, each answered exactly once through a bt_op_cb (never
+ * from inside the call itself; a call that fails synchronously returns an
+ * error and gets no callback).
+ *
+ *   submit  start the work of one attempt. Called only after the attempt's
+ *           `submitting` state is committed (the write-ahead), with every
+ *           template already rendered. Remote names carry the task-run key,
+ *           so a later lookup can find the work.
+ *   lookup  after a takeover (or an unknown outcome), find work submitted
+ *           under this run key: BT_OP_NOT_FOUND means it is safe to submit.
+ *   poll    report on running work by its stored handle.
+ *   cancel  stop the remote work (timeouts, `batonctl task kill`).
+ *
+ * A malformed or unexpected response fails the attempt with the reason
+ * recorded (BT_OP_FAILED + message); transport trouble that may succeed
+ * later is BT_OP_TRANSIENT, and the dispatcher asks again. */
+#ifndef BATON_OPERATOR_H
+#define BATON_OPERATOR_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baton.pb-c.h"
+#include "baton/err.h"
+
+typedef enum bt_op_status {
+    BT_OP_RUNNING,    /* accepted / still running; handle set */
+    BT_OP_SUCCESS,
+    BT_OP_FAILED,     /* the work failed: error_code/message/detail say why */
+    BT_OP_TRANSIENT,  /* could not tell (throttled, 5xx, connection): ask again */
+    BT_OP_NOT_FOUND,  /* lookup: nothing was submitted under this key */
+} bt_op_status_t;
+
+#define BT_OP_MAX_OUTPUTS 16
+
+typedef struct bt_op_result {
+    bt_op_status_t status;
+    const Baton__V1__RemoteHandle *handle; /* may be NULL: keep the stored one */
+    size_t n_outputs;
+    const char *output_keys[BT_OP_MAX_OUTPUTS];
+    const char *output_values[BT_OP_MAX_OUTPUTS];
+    const char *error_code;   /* "remote_failed", "bad_response", ... */
+    const char *message;
+    const char *detail;       /* log tail, state-change reason */
+    const char *remote_state; /* the service's own word for the state */
+    uint64_t retry_after_ms;  /* TRANSIENT: the service asked us to wait */
+} bt_op_result_t;
+
+/* Everything in *res is valid during the callback only. */
+typedef void (*bt_op_cb)(const bt_op_result_t *res, void *arg);
+
+typedef struct bt_op_call {
+    const Baton__V1__TaskSpec *spec;  /* rendered; operator oneof set */
+    const Baton__V1__TaskRun *run;    /* run_key, attempt, handle, started_ms */
+    bt_op_cb cb;
+    void *arg;
+} bt_op_call_t;
+
+typedef struct bt_operator {
+    const char *name;                 /* the YAML key, e.g. "livy_batch" */
+    Baton__V1__TaskSpec__OperatorCase which;
+    uint64_t poll_interval_ms;        /* default between polls */
+    bt_err_t (*submit)(void *ctx, const bt_op_call_t *call);
+    bt_err_t (*lookup)(void *ctx, const bt_op_call_t *call);
+    bt_err_t (*poll)(void *ctx, const bt_op_call_t *call);
+    bt_err_t (*cancel)(void *ctx, const bt_op_call_t *call);
+    void *ctx;
+} bt_operator_t;
+
+/* The test_op operator (proto TestOp), built only with BATON_TEST_OPERATORS.
+ * With a `dir` (or $BATON_TEST_OP_DIR) each job is a file named after the
+ * run key, outside the daemon, and every real submission appends a line to
+ * DIR/submissions.log, so tests can count them across a takeover. Without
+ * one it is an in-memory no-op (for benchmarks). */
+bt_err_t bt_test_op_new(struct ev_loop *loop, bt_operator_t **out);
+void bt_test_op_free(bt_operator_t *op);
+
+#endif

@@ -1,0 +1,129 @@
+/* Private to src/sched: the dispatcher's in-memory model, shared by
+ * dispatcher.c (life cycle, loading, runs) and task_flow.c (one task's
+ * attempts). Everything here is a cache of committed PostgreSQL rows,
+ * rebuilt from scratch on every start and reload. */
+#ifndef BATON_SCHED_DISPATCH_H
+#define BATON_SCHED_DISPATCH_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "baton/cron.h"
+#include "baton/dispatcher.h"
+#include "baton/record.h"
+#include "baton/workflow.h"
+
+typedef struct wf wf_t;
+typedef struct run run_t;
+typedef struct task task_t;
+
+struct wf {
+    char *id;
+    int version;
+    int paused;
+    int64_t change_seq;
+    bt_workflow_spec_t *spec; /* the newest version */
+    bt_cron_t *cron;          /* NULL: manual only */
+    bt_tz_t *tz;
+    int64_t next_fire_ms;     /* the cursor; -1 while the row has none */
+    int busy;                 /* a cursor or run-create write in flight */
+    unsigned active_runs;
+    unsigned active_tasks;    /* queued, submitting, running */
+};
+
+struct task {
+    run_t *run;
+    const bt_task_spec_t *spec; /* in run->spec */
+    bt_task_run_t *cur;         /* the latest attempt's committed record */
+    bt_task_run_t *next_attempt; /* a retry's new attempt, until committed */
+    int pending;                /* fenced writes in flight */
+    int op_busy;                /* an operator call in flight */
+    int needs_lookup;           /* submitting, outcome unknown: look it up */
+    int64_t next_poll_ms;
+    int64_t committed_ms;       /* when cur's write was known committed */
+};
+
+struct run {
+    run_t *next;
+    wf_t *wf;
+    bt_workflow_run_t *rec;
+    bt_workflow_spec_t *spec;   /* the version this run follows (owned) */
+    task_t *tasks;
+    size_t ntasks;
+    int pending;
+    char date[16];              /* {{ run.date }} */
+    char logical[40];           /* {{ run.logical_time }} */
+};
+
+/* An operator call or a write in flight. Calls are listed so stop/free can
+ * orphan them: an answer for an old generation is dropped. */
+typedef struct inflight {
+    struct inflight *next, **prevp;
+    bt_dispatcher_t *d;
+    unsigned gen;
+    task_t *task;
+    run_t *run;
+    bt_task_run_t *rec;        /* a write's new record */
+    bt_workflow_run_t *run_rec;
+    bt_task_spec_t *rendered;  /* an operator call's spec */
+    bt_task_run_t *call_run;   /* an operator call's view of the run */
+    int kind;
+} inflight_t;
+
+struct bt_dispatcher {
+    struct ev_loop *loop;
+    bt_dispatcher_opts_t o;
+    uint64_t epoch;
+    unsigned gen;
+    int started, loaded, loading, reload_wanted;
+    int loads_left;
+    ev_timer tick, config_poll;
+    wf_t **wfs;
+    size_t nwfs;
+    run_t *runs;
+    inflight_t *inflight;
+    int64_t change_seq;
+    uint64_t rnd;
+    bt_dispatcher_stats_t stats;
+    bt_dispatcher_lag_cb lag_cb;
+    void *lag_arg;
+    /* pools */
+    char **pool_names;
+    uint32_t *pool_slots;
+    size_t npools;
+    /* run requests seen by the last poll */
+    struct req {
+        int64_t id;
+        char *workflow_id, *kind, *conf;
+        int64_t logical_ms;
+        int busy;
+    } *reqs;
+    size_t nreqs;
+    int reqs_loading;
+};
+
+/* dispatcher.c */
+void bt_disp_kick(bt_dispatcher_t *d);
+void bt_disp_reload(bt_dispatcher_t *d, const char *why);
+int bt_disp_may_act(bt_dispatcher_t *d);
+inflight_t *bt_disp_inflight(bt_dispatcher_t *d, task_t *t, int kind);
+void bt_disp_inflight_done(inflight_t *f); /* unlinks and frees */
+/* Handles a write outcome common to all writes: 1 when the caller may apply
+ * it (BT_OK), 0 after a reload/step-down was arranged. */
+int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const char *what);
+uint64_t bt_disp_random(bt_dispatcher_t *d);
+
+/* task_flow.c */
+bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r);
+void bt_pb_set_str(char **slot, const char *v);
+/* One turn for one task; counts its slot use in *active. */
+void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake);
+/* Moves a scheduled task to queued (the caller checked pools). */
+void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now);
+/* The latest attempt's state, as trigger rules and runs see it. */
+Baton__V1__TaskState bt_task_state(const task_t *t);
+/* 1 when the trigger rule lets t run now (fills *decision). */
+int bt_task_ready(const task_t *t, int *decision);
+int bt_task_is_active(const task_t *t);
+
+#endif

@@ -1,0 +1,490 @@
+/* One task's attempts through the state machine:
+ *
+ *   scheduled -> queued -> submitting -> running -> success
+ *        |                     |            |-----> failed | timed_out
+ *        |                     |            '-----> up_for_retry (+ a new
+ *        |                     '--> (lookup after takeover)     attempt)
+ *        '--> skipped | upstream_failed       (trigger rules)
+ *
+ * Every arrow is one fenced compare-and-set (store.h), applied to the
+ * in-memory record only once committed. Operators are called only for a
+ * committed `submitting` (the write-ahead) or `running` state. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "baton/clock.h"
+#include "baton/log.h"
+#include "baton/trigger.h"
+#include "sched/dispatch.h"
+#include "sched/render.h"
+
+#define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x
+
+enum { K_WRITE, K_CREATE, K_SUBMIT, K_LOOKUP, K_POLL, K_CANCEL };
+
+bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r)
+{
+    return bt_pb_clone(r);
+}
+
+void bt_pb_set_str(char **slot, const char *v)
+{
+    char *n = strdup(v ? v : "");
+    if (!n)
+        return; /* keep the old value rather than lose the record */
+    if (*slot && *slot != protobuf_c_empty_string)
+        free(*slot);
+    *slot = n;
+}
+
+Baton__V1__TaskState bt_task_state(const task_t *t)
+{
+    return t->cur->state;
+}
+
+int bt_task_is_active(const task_t *t)
+{
+    Baton__V1__TaskState s = t->cur->state;
+    return s == S(QUEUED) || s == S(SUBMITTING) || s == S(RUNNING);
+}
+
+int bt_task_ready(const task_t *t, int *decision)
+{
+    bt_upstream_counts_t c = {0};
+    for (size_t i = 0; i < t->spec->n_depends_on; i++) {
+        for (size_t k = 0; k < t->run->ntasks; k++) {
+            task_t *u = &t->run->tasks[k];
+            if (!strcmp(u->spec->id, t->spec->depends_on[i])) {
+                bt_upstream_count(&c, u->pending ? S(UNSPECIFIED) : bt_task_state(u));
+                break;
+            }
+        }
+    }
+    *decision = bt_trigger_decide(t->spec->trigger_rule, &c);
+    return *decision == BT_TRIGGER_RUN;
+}
+
+/* ------------------------------------------------------------ writes */
+
+static void on_written(bt_err_t err, const char *detail, void *arg)
+{
+    inflight_t *f = arg;
+    bt_dispatcher_t *d = f->d;
+    if (f->gen == d->gen) {
+        task_t *t = f->task;
+        t->pending--;
+        if (bt_disp_write_ok(d, err, detail, f->kind == K_CREATE ? "retry attempt" : "task")) {
+            baton__v1__task_run__free_unpacked(t->cur, NULL);
+            t->cur = f->rec;
+            t->committed_ms = bt_now_ms();
+            f->rec = NULL;
+            if (f->kind == K_CREATE)
+                t->next_attempt = NULL;
+            d->stats.transitions++;
+            bt_disp_kick(d);
+        } else if (f->kind == K_CREATE) {
+            t->next_attempt = NULL;
+        }
+    }
+    if (f->rec)
+        baton__v1__task_run__free_unpacked(f->rec, NULL);
+    bt_disp_inflight_done(f);
+}
+
+/* Sends `rec` (a modified copy of t->cur) as a transition from t's state. */
+static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
+{
+    inflight_t *f = bt_disp_inflight(d, t, K_WRITE);
+    if (!f) {
+        baton__v1__task_run__free_unpacked(rec, NULL);
+        return;
+    }
+    f->rec = rec;
+    t->pending++;
+    bt_err_t e = bt_store_task_transition(d->o.store, d->epoch, t->cur->state, rec, on_written, f);
+    if (e != BT_OK) {
+        t->pending--;
+        f->rec = NULL;
+        baton__v1__task_run__free_unpacked(rec, NULL);
+        bt_disp_inflight_done(f);
+        bt_disp_reload(d, bt_strerror(e));
+    }
+}
+
+static bt_task_run_t *next_state(task_t *t, Baton__V1__TaskState s)
+{
+    bt_task_run_t *rec = bt_task_run_copy(t->cur);
+    if (rec)
+        rec->state = s;
+    return rec;
+}
+
+static void set_error(bt_task_run_t *rec, const char *code, const char *msg, const char *detail,
+                      const char *remote_state)
+{
+    if (!rec->error) {
+        rec->error = malloc(sizeof *rec->error);
+        if (!rec->error)
+            return;
+        baton__v1__task_error__init(rec->error);
+    }
+    bt_pb_set_str(&rec->error->code, code);
+    bt_pb_set_str(&rec->error->message, msg);
+    bt_pb_set_str(&rec->error->detail, detail);
+    bt_pb_set_str(&rec->error->remote_state, remote_state);
+    rec->error->at_ms = bt_now_ms();
+}
+
+/* A new attempt after `prev`, scheduled for `due`. */
+static bt_task_run_t *new_attempt(const bt_task_run_t *prev, int64_t due)
+{
+    char key[1024];
+    bt_task_run_t *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    baton__v1__task_run__init(r);
+    r->handle = malloc(sizeof *r->handle);
+    if (r->handle) {
+        baton__v1__remote_handle__init(r->handle);
+        r->handle->livy_batch_id = r->handle->livy_session_id = r->handle->livy_statement_id = -1;
+    }
+    r->attempt = prev->attempt + 1;
+    r->state = S(SCHEDULED);
+    r->due_ms = due;
+    if (bt_run_key_format(key, sizeof key, prev->workflow_id, prev->run_id, prev->task_id,
+                          r->attempt) != BT_OK) {
+        baton__v1__task_run__free_unpacked(r, NULL);
+        return NULL;
+    }
+    r->run_key = strdup(key);
+    r->workflow_id = strdup(prev->workflow_id);
+    r->run_id = strdup(prev->run_id);
+    r->task_id = strdup(prev->task_id);
+    if (!r->run_key || !r->workflow_id || !r->run_id || !r->task_id) {
+        baton__v1__task_run__free_unpacked(r, NULL);
+        return NULL;
+    }
+    return r;
+}
+
+/* The attempt failed (or timed out): retry if attempts remain, else final. */
+static void fail_attempt(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState final,
+                         const char *code, const char *msg, const char *detail,
+                         const char *remote_state)
+{
+    int64_t now = bt_now_ms();
+    int retry = t->cur->attempt <= t->spec->retries;
+    bt_task_run_t *rec = next_state(t, retry ? S(UP_FOR_RETRY) : final);
+    if (!rec)
+        return;
+    set_error(rec, code, msg, detail, remote_state);
+    rec->ended_ms = now;
+    bt_info("dispatch: %s %s: %s", rec->run_key, retry ? "failed, will retry" : "failed", msg);
+    if (!retry) {
+        write_task(d, t, rec);
+        return;
+    }
+    uint64_t delay = bt_backoff_ms(t->spec->retry_backoff_ms, t->spec->retry_backoff_max_ms,
+                                   t->cur->attempt + 1, bt_disp_random(d));
+    bt_task_run_t *next = new_attempt(t->cur, now + (int64_t)delay);
+    if (!next) {
+        baton__v1__task_run__free_unpacked(rec, NULL);
+        return;
+    }
+    rec->next_retry_ms = next->due_ms;
+    write_task(d, t, rec);
+    inflight_t *f = bt_disp_inflight(d, t, K_CREATE);
+    if (!f) {
+        baton__v1__task_run__free_unpacked(next, NULL);
+        return;
+    }
+    f->rec = next;
+    t->next_attempt = next;
+    t->pending++;
+    if (bt_store_task_create(d->o.store, d->epoch, next, on_written, f) != BT_OK) {
+        t->pending--;
+        t->next_attempt = NULL;
+        bt_disp_inflight_done(f);
+        baton__v1__task_run__free_unpacked(next, NULL);
+        bt_disp_reload(d, "cannot send a retry attempt");
+    }
+}
+
+/* ------------------------------------------------------------ operators */
+
+static const bt_operator_t *operator_for(bt_dispatcher_t *d, const bt_task_spec_t *spec)
+{
+    for (size_t i = 0; i < d->o.nops; i++)
+        if (d->o.ops[i] && d->o.ops[i]->which == spec->operator_case)
+            return d->o.ops[i];
+    return NULL;
+}
+
+static const char *output_of(const char *task, const char *name, void *arg)
+{
+    run_t *r = arg;
+    for (size_t i = 0; i < r->ntasks; i++) {
+        const bt_task_run_t *c = r->tasks[i].cur;
+        if (strcmp(r->tasks[i].spec->id, task))
+            continue;
+        for (size_t k = 0; k < c->n_outputs; k++)
+            if (!strcmp(c->outputs[k]->key, name))
+                return c->outputs[k]->value;
+    }
+    return NULL;
+}
+
+static void copy_handle(bt_task_run_t *rec, const Baton__V1__RemoteHandle *h)
+{
+    if (!h)
+        return;
+    if (!rec->handle) {
+        if (!(rec->handle = malloc(sizeof *rec->handle)))
+            return;
+        baton__v1__remote_handle__init(rec->handle);
+    }
+    Baton__V1__RemoteHandle *o = rec->handle;
+#define COPY_STR(f)                                                                               \
+    if (h->f && *h->f)                                                                            \
+    bt_pb_set_str(&o->f, h->f)
+    COPY_STR(emr_cluster_id);
+    COPY_STR(emr_step_id);
+    COPY_STR(genie_job_id);
+    COPY_STR(endpoint);
+    COPY_STR(remote_state);
+#undef COPY_STR
+    if (h->livy_batch_id >= 0)
+        o->livy_batch_id = h->livy_batch_id;
+    if (h->livy_session_id >= 0)
+        o->livy_session_id = h->livy_session_id;
+    if (h->livy_statement_id >= 0)
+        o->livy_statement_id = h->livy_statement_id;
+}
+
+static void add_outputs(bt_task_run_t *rec, const bt_op_result_t *res)
+{
+    for (size_t i = 0; i < res->n_outputs; i++) {
+        size_t k;
+        for (k = 0; k < rec->n_outputs; k++)
+            if (!strcmp(rec->outputs[k]->key, res->output_keys[i]))
+                break;
+        if (k == rec->n_outputs) {
+            Baton__V1__TaskRun__OutputsEntry **arr =
+                realloc(rec->outputs, (rec->n_outputs + 1) * sizeof *arr);
+            if (!arr)
+                return;
+            rec->outputs = arr;
+            if (!(arr[k] = malloc(sizeof *arr[k])))
+                return;
+            baton__v1__task_run__outputs_entry__init(arr[k]);
+            arr[k]->key = arr[k]->value = NULL;
+            bt_pb_set_str(&arr[k]->key, res->output_keys[i]);
+            rec->n_outputs++;
+        }
+        bt_pb_set_str(&rec->outputs[k]->value, res->output_values[i]);
+    }
+}
+
+static void on_op_result(const bt_op_result_t *res, void *arg)
+{
+    inflight_t *f = arg;
+    bt_dispatcher_t *d = f->d;
+    task_t *t = f->task;
+    int64_t now = bt_now_ms();
+    bt_task_run_t *rec;
+
+    if (f->gen != d->gen || !bt_disp_may_act(d)) {
+        bt_disp_inflight_done(f);
+        return;
+    }
+    t->op_busy = 0;
+    uint64_t interval = 1000;
+    const bt_operator_t *op = operator_for(d, t->spec);
+    if (op && op->poll_interval_ms)
+        interval = op->poll_interval_ms;
+
+    switch (res->status) {
+    case BT_OP_RUNNING:
+        t->next_poll_ms = now + (int64_t)interval;
+        if (f->kind == K_SUBMIT || f->kind == K_LOOKUP) {
+            t->needs_lookup = 0;
+            if ((rec = next_state(t, S(RUNNING)))) {
+                copy_handle(rec, res->handle);
+                write_task(d, t, rec);
+            }
+        } else if (f->kind == K_CANCEL) {
+            fail_attempt(d, t, S(TIMED_OUT), "timed_out", "execution timeout; cancelled", NULL,
+                         res->remote_state);
+        }
+        break;
+    case BT_OP_SUCCESS:
+        if (f->kind == K_CANCEL) {
+            fail_attempt(d, t, S(TIMED_OUT), "timed_out", "execution timeout; cancelled", NULL,
+                         res->remote_state);
+            break;
+        }
+        if ((rec = next_state(t, S(SUCCESS)))) {
+            copy_handle(rec, res->handle);
+            add_outputs(rec, res);
+            rec->ended_ms = now;
+            write_task(d, t, rec);
+        }
+        break;
+    case BT_OP_FAILED:
+        fail_attempt(d, t, f->kind == K_CANCEL ? S(TIMED_OUT) : S(FAILED),
+                     res->error_code ? res->error_code : "remote_failed",
+                     res->message ? res->message : "the remote work failed", res->detail,
+                     res->remote_state);
+        break;
+    case BT_OP_NOT_FOUND:
+        if (f->kind == K_LOOKUP) {
+            t->needs_lookup = 0; /* nothing there: submitting is safe */
+            bt_disp_kick(d);
+        } else {
+            fail_attempt(d, t, S(FAILED), "remote_lost", "the remote work is gone", NULL,
+                         res->remote_state);
+        }
+        break;
+    case BT_OP_TRANSIENT:
+    default:
+        /* a submit that may or may not have happened is looked up first */
+        if (f->kind == K_SUBMIT)
+            t->needs_lookup = 1;
+        t->next_poll_ms = now + (int64_t)(res->retry_after_ms > interval ? res->retry_after_ms
+                                                                         : interval);
+        break;
+    }
+    bt_disp_inflight_done(f);
+}
+
+static void op_call(bt_dispatcher_t *d, task_t *t, int kind)
+{
+    const bt_operator_t *op = operator_for(d, t->spec);
+    char err[512] = "";
+    if (!op) {
+        fail_attempt(d, t, S(FAILED), "no_operator", "this build has no operator for this task",
+                     NULL, NULL);
+        return;
+    }
+    inflight_t *f = bt_disp_inflight(d, t, kind);
+    if (!f)
+        return;
+    bt_template_ctx_t ctx = {.run_id = t->run->rec->run_id,
+                             .run_date = t->run->date,
+                             .logical_time = t->run->logical,
+                             .output = output_of,
+                             .arg = t->run};
+    if (bt_task_spec_render(t->spec, &ctx, &f->rendered, err, sizeof err) != BT_OK ||
+        !(f->call_run = bt_task_run_copy(t->cur))) {
+        bt_disp_inflight_done(f);
+        fail_attempt(d, t, S(FAILED), "template", err[0] ? err : "out of memory", NULL, NULL);
+        return;
+    }
+    bt_op_call_t call = {.spec = f->rendered, .run = f->call_run, .cb = on_op_result, .arg = f};
+    bt_err_t (*fn)(void *, const bt_op_call_t *) = kind == K_SUBMIT   ? op->submit
+                                                   : kind == K_LOOKUP ? op->lookup
+                                                   : kind == K_POLL   ? op->poll
+                                                                      : op->cancel;
+    t->op_busy = 1;
+    bt_err_t e = fn ? fn(op->ctx, &call) : BT_E_INVAL;
+    if (e != BT_OK) {
+        t->op_busy = 0;
+        bt_disp_inflight_done(f);
+        fail_attempt(d, t, S(FAILED), "operator", bt_strerror(e), NULL, NULL);
+        return;
+    }
+    if (kind == K_SUBMIT)
+        d->stats.submits++;
+    else if (kind == K_LOOKUP)
+        d->stats.lookups++;
+    else if (kind == K_POLL)
+        d->stats.polls++;
+}
+
+/* ------------------------------------------------------------ the step */
+
+void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
+{
+    bt_task_run_t *rec = next_state(t, S(QUEUED));
+    if (!rec)
+        return;
+    rec->queued_ms = now;
+    if (d->lag_cb) {
+        /* due -> queued: from the moment it could run (due, and the last
+         * upstream finished) to now */
+        int64_t eligible = t->cur->due_ms ? t->cur->due_ms : now, ended = eligible;
+        if (t->committed_ms > eligible)
+            eligible = t->committed_ms;
+        for (size_t i = 0; i < t->spec->n_depends_on; i++)
+            for (size_t k = 0; k < t->run->ntasks; k++) {
+                const task_t *u = &t->run->tasks[k];
+                if (strcmp(u->spec->id, t->spec->depends_on[i]))
+                    continue;
+                if (u->committed_ms > eligible)
+                    eligible = u->committed_ms;
+                if (u->cur->ended_ms > ended)
+                    ended = u->cur->ended_ms;
+            }
+        d->lag_cb(now - eligible, now - (ended < eligible ? ended : eligible), d->lag_arg);
+    }
+    write_task(d, t, rec);
+}
+
+static void wake_at(int64_t *wake, int64_t when)
+{
+    if (when > 0 && (*wake == 0 || when < *wake))
+        *wake = when;
+}
+
+void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
+{
+    bt_task_run_t *rec;
+    int decision;
+    if (t->pending || t->op_busy)
+        return;
+    switch (t->cur->state) {
+    case S(SCHEDULED):
+        if (t->cur->due_ms > now) {
+            wake_at(wake, t->cur->due_ms);
+            return;
+        }
+        bt_task_ready(t, &decision);
+        if (decision == BT_TRIGGER_SKIP || decision == BT_TRIGGER_UPSTREAM_FAILED) {
+            if ((rec = next_state(t, decision == BT_TRIGGER_SKIP ? S(SKIPPED)
+                                                                 : S(UPSTREAM_FAILED)))) {
+                rec->ended_ms = now;
+                write_task(d, t, rec);
+            }
+        }
+        return; /* RUN: the caller queues it by pool and priority */
+    case S(QUEUED):
+        if ((rec = next_state(t, S(SUBMITTING)))) {
+            rec->started_ms = now;
+            write_task(d, t, rec);
+        }
+        return;
+    case S(SUBMITTING):
+        op_call(d, t, t->needs_lookup ? K_LOOKUP : K_SUBMIT);
+        return;
+    case S(RUNNING):
+        if (t->spec->timeout_ms && t->cur->started_ms &&
+            now >= t->cur->started_ms + (int64_t)t->spec->timeout_ms) {
+            bt_info("dispatch: %s: execution timeout (%" PRIu64 " ms); cancelling",
+                    t->cur->run_key, t->spec->timeout_ms);
+            op_call(d, t, K_CANCEL);
+            return;
+        }
+        if (now >= t->next_poll_ms) {
+            op_call(d, t, K_POLL);
+            return;
+        }
+        wake_at(wake, t->next_poll_ms);
+        if (t->spec->timeout_ms && t->cur->started_ms)
+            wake_at(wake, t->cur->started_ms + (int64_t)t->spec->timeout_ms);
+        return;
+    default:
+        return;
+    }
+}

@@ -1,0 +1,47 @@
+/* Private to src/store: the store handle, its prepared statements and the
+ * request plumbing shared by store.c (fence, task runs) and runs.c
+ * (workflow runs, requests). */
+#ifndef BATON_STORE_INTERNAL_H
+#define BATON_STORE_INTERNAL_H
+
+#include <libpq-fe.h>
+
+#include "baton/store.h"
+
+enum {
+    ST_FENCE_ACQUIRE,
+    ST_FENCE_CHECK,
+    ST_TASK_CREATE,
+    ST_TASK_TRANSITION,
+    ST_TASK_GET,
+    ST_EVENT,
+    ST_HEARTBEAT,
+    ST_RUN_CREATE,
+    ST_RUN_TRANSITION,
+    ST_TASK_REQUEST_DONE,
+    ST_CURSOR_INIT,
+    ST__COUNT
+};
+
+struct bt_store {
+    bt_pg_t *pg;
+    uint32_t fence_grace_ms;
+    char *cluster;
+    char *node;
+};
+
+/* One in-flight call: who to tell, and how to read the answer. */
+typedef struct store_req {
+    bt_store_cb cb;
+    bt_store_task_cb task_cb;
+    void *arg;
+} store_req_t;
+
+/* Queues prepared statement `stmt`; frees rq when it cannot be sent. */
+bt_err_t bt_store__submit(bt_store_t *st, int stmt, const char *const *vals, const int *lens,
+                          const int *fmts, int binary, bt_pg_cb on_done, store_req_t *rq);
+store_req_t *bt_store__req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg);
+/* Reads a baton_* function's one text outcome and calls rq->cb. */
+void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg);
+
+#endif

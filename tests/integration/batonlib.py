@@ -1,0 +1,258 @@
+"""Shared pieces of the Python integration tests: real batond nodes against
+the harness's servers (BATON_TEST_ZK, BATON_TEST_PG), a checker of the
+one-leader invariants, and small helpers.
+
+A checker polls every node's GET /status and the fence row throughout and
+asserts at every moment:
+  - at most one node dispatches: a node that reports dispatching with epoch
+    e at time t while another reports dispatching with epoch e' > e that
+    started (leader_since_ms) before t is a violation (one machine, one
+    clock, so the comparison is exact and sampling skew cannot fake one);
+  - the fence epoch in PostgreSQL never goes down;
+  - no ZooKeeper session ever holds two candidates in the election.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+from kazoo.client import KazooClient
+
+ZK = os.environ["BATON_TEST_ZK"]
+PG = os.environ["BATON_TEST_PG"]
+HARNESS = os.environ["BATON_HARNESS"]
+HDIR = os.environ["BATON_TEST_HARNESS_DIR"]
+BATOND = os.environ["BATOND"]
+BATONCTL = os.environ.get("BATONCTL", "")
+SESSION_MS = 3000  # small, so expiry scenarios stay quick
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def psql(sql):
+    out = subprocess.run(["psql", "-X", "-At", PG, "-c", sql], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return out.stdout.strip()
+
+
+def batonctl(cluster, *args, check=True):
+    """Runs batonctl against the harness's PostgreSQL for `cluster`."""
+    out = subprocess.run([BATONCTL, "--pg", PG, "--zk", ZK, "--cluster", cluster, *args],
+                         capture_output=True, text=True, timeout=60)
+    if check and out.returncode != 0:
+        raise AssertionError("batonctl %s: exit %d\n%s%s" % (" ".join(args), out.returncode,
+                                                             out.stdout, out.stderr))
+    return out
+
+
+def harness(*args):
+    subprocess.run([HARNESS, *args[:1], HDIR, *args[1:]], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+
+
+class Node:
+    def __init__(self, cluster, name, zone, workdir, extra="", env=None):
+        self.name, self.zone = name, zone
+        self.env = dict(os.environ, **(env or {}))
+        self.port = free_port()
+        self.log = os.path.join(workdir, name + ".log")
+        self.cfg = os.path.join(workdir, name + ".yaml")
+        with open(self.cfg, "w") as f:
+            f.write("cluster: %s\nnode_id: %s\nzone: %s\nhttp: 127.0.0.1:%d\n"
+                    "zookeeper:\n  hosts: %s\n  session_timeout: %dms\n"
+                    "postgres:\n  conninfo: \"%s\"\n%s"
+                    % (cluster, name, zone, self.port, ZK, SESSION_MS, PG, extra))
+        self.proc = None
+        self.stopped = False
+
+    def start(self):
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen([BATOND, "--config", self.cfg], stdout=out,
+                                         stderr=subprocess.STDOUT, env=self.env)
+        self.stopped = False
+
+    def status(self):
+        if self.stopped or not self.proc or self.proc.poll() is not None:
+            return None
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/status" % self.port, timeout=0.5) as r:
+                return json.load(r)
+        except Exception:
+            return None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+        self.stopped = sig == signal.SIGSTOP
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def terminate(self, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            if self.stopped:
+                self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("%s did not exit on SIGTERM" % self.name)
+        return self.proc.returncode if self.proc else None
+
+    def logtext(self):
+        with open(self.log) as f:
+            return f.read()
+
+
+class Checker(threading.Thread):
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.nodes = []
+        self.samples = []
+        self.violations = []
+        self.epochs = []
+        self.stop_flag = False
+        self.zk = None      # set by Cluster: lists the election
+        self.election = None
+
+    def check_candidates(self):
+        try:
+            names = self.zk.get_children_async(self.election).get(timeout=0.5)
+        except Exception:
+            return  # not created yet, or ZooKeeper down on purpose
+        sessions = [n.split("_")[1] for n in names if n.startswith("c_")]
+        for sid in set(sessions):
+            if sessions.count(sid) > 1:
+                self.violations.append("session %s holds %d candidates: %s"
+                                       % (sid, sessions.count(sid), sorted(names)))
+
+    def run(self):
+        last_pg = 0
+        while not self.stop_flag:
+            for n in list(self.nodes):
+                st = n.status()
+                if st:
+                    self.samples.append(st)
+                    self.check(st)
+            if time.time() - last_pg > 0.2:
+                last_pg = time.time()
+                try:
+                    e = psql("SELECT epoch FROM fence WHERE cluster = '%s'" % self.cluster)
+                    if e:
+                        e = int(e)
+                        if self.epochs and e < self.epochs[-1]:
+                            self.violations.append("fence epoch went down: %d -> %d" % (self.epochs[-1], e))
+                        self.epochs.append(e)
+                except Exception:
+                    pass  # PostgreSQL may be down on purpose
+                if self.zk:
+                    self.check_candidates()
+            time.sleep(0.01)
+
+    def check(self, st):
+        if not st["dispatching"]:
+            return
+        for other in reversed(self.samples[-400:]):
+            if (other["dispatching"] and other["node"] != st["node"] and other["epoch"] > st["epoch"]
+                    and other["leader_since_ms"] <= st["now_ms"]):
+                self.violations.append("%s dispatching with epoch %d at %d, but %s leads with epoch %d "
+                                       "since %d" % (st["node"], st["epoch"], st["now_ms"], other["node"],
+                                                     other["epoch"], other["leader_since_ms"]))
+                return
+
+
+class Cluster:
+    count = 0
+
+    def __init__(self, extra="", env=None, auth=None):
+        Cluster.count += 1
+        self.name = "c%d_%d" % (os.getpid(), Cluster.count)
+        self.dir = tempfile.mkdtemp(prefix="baton-t2000-")
+        self.nodes = [Node(self.name, "n%d" % i, "z%d" % i, self.dir, extra, env) for i in (1, 2, 3)]
+        self.checker = Checker(self.name)
+        self.checker.nodes = self.nodes
+        self.zk = KazooClient(hosts=ZK, auth_data=[("digest", auth)] if auth else None)
+        self.zk.start()
+        self.base = "/baton/" + self.name
+        self.checker.zk, self.checker.election = self.zk, self.base + "/election"
+
+    def start(self):
+        for n in self.nodes:
+            n.start()
+            time.sleep(0.1)
+        self.checker.start()
+        wait_for(lambda: all((n.status() or {}).get("role") not in (None, "starting") for n in self.nodes),
+                 10, "every node in the election")
+        return self.wait_leader(10)
+
+    def leaders(self):
+        out = []
+        for n in self.nodes:
+            st = n.status()
+            if st and st["dispatching"]:
+                out.append((n, st))
+        return out
+
+    def wait_leader(self, timeout, exclude=None):
+        def one():
+            ls = [l for l in self.leaders() if l[0] is not exclude]
+            return ls[0] if len(ls) == 1 else None
+        return wait_for(one, timeout, "one dispatching leader")
+
+    def no_leader_for(self, seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            assert not self.leaders(), "a node dispatches without a quorum"
+            time.sleep(0.05)
+
+    def request_handoff(self, to=None):
+        self.zk.create(self.base + "/control/handoff", json.dumps({"to": to}).encode())
+
+    def handoff_pending(self):
+        return self.zk.exists(self.base + "/control/handoff") is not None
+
+    def stop(self):
+        self.checker.stop_flag = True
+        self.checker.join(5)
+        for n in self.nodes:
+            try:
+                n.terminate()
+            except AssertionError:
+                pass
+        self.zk.stop()
+        self.zk.close()
+        if self.checker.violations or os.environ.get("BATON_T2000_LOGS"):
+            print("\n".join(self.checker.violations))
+            for n in self.nodes:
+                print("---- %s\n%s" % (n.name, n.logtext()[-3000:]))
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return self.checker.violations
+
+
