@@ -28,6 +28,17 @@ typedef struct bt_config {
     char *preferred_zone;
     int zone_handoff;           /* hand off to a healthy preferred-zone node */
     char *workflows_dir;
+    /* operators (issue: EMR, Genie, Livy) */
+    char *http_ca_bundle;       /* CA bundle for TLS peers; NULL: system default */
+    char *emr_region;           /* e.g. "eu-west-1" */
+    char *emr_endpoint;         /* override, e.g. a VPC endpoint; BATON_EMR_ENDPOINT */
+    char *aws_profile;          /* shared credentials profile; AWS_PROFILE */
+    char *imds_endpoint;        /* instance metadata base URL; default http://169.254.169.254 */
+    char *genie_url;            /* e.g. https://genie.example.com */
+    char *genie_auth;           /* "basic USER:PASSWORD" or "bearer TOKEN"; BATON_GENIE_AUTH */
+    char *livy_url;             /* e.g. http://livy.example.com:8998 */
+    char *livy_auth;            /* "basic USER:PASSWORD"; BATON_LIVY_AUTH */
+    int http_insecure;          /* skip TLS verification: for test fakes only */
 } bt_config_t;
 
 /* Fills defaults. */

@@ -70,6 +70,15 @@ typedef struct bt_operator {
     void *ctx;
 } bt_operator_t;
 
+/* Each service family has one constructor of this shape in its own header
+ * (include/baton/livy.h, genie.h, emr.h):
+ *   bt_err_t bt_<svc>_operators(struct ev_loop *loop, bt_http_t *http,
+ *                               const bt_config_t *cfg, bt_operator_t **out,
+ *                               size_t max, size_t *n);
+ * appending its operators to out[*n..max); and one bt_<svc>_operators_free.
+ * A family whose endpoint is not configured adds nothing; a task that needs
+ * it then fails with "no operator" rather than the daemon refusing to start. */
+
 /* The test_op operator (proto TestOp), built only with BATON_TEST_OPERATORS.
  * With a `dir` (or $BATON_TEST_OP_DIR) each job is a file named after the
  * run key, outside the daemon, and every real submission appends a line to

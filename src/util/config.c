@@ -32,6 +32,16 @@ static const struct field {
     {"postgres.idle_in_transaction_timeout", F_DURATION, offsetof(bt_config_t, pg_idle_tx_timeout_ms)},
     {"election.preferred_zone", F_STR, offsetof(bt_config_t, preferred_zone)},
     {"election.zone_handoff", F_BOOL, offsetof(bt_config_t, zone_handoff)},
+    {"http.ca_bundle", F_STR, offsetof(bt_config_t, http_ca_bundle)},
+    {"http.insecure", F_BOOL, offsetof(bt_config_t, http_insecure)},
+    {"emr.region", F_STR, offsetof(bt_config_t, emr_region)},
+    {"emr.endpoint", F_STR, offsetof(bt_config_t, emr_endpoint)},
+    {"aws.profile", F_STR, offsetof(bt_config_t, aws_profile)},
+    {"aws.imds_endpoint", F_STR, offsetof(bt_config_t, imds_endpoint)},
+    {"genie.url", F_STR, offsetof(bt_config_t, genie_url)},
+    {"genie.auth", F_STR, offsetof(bt_config_t, genie_auth)},
+    {"livy.url", F_STR, offsetof(bt_config_t, livy_url)},
+    {"livy.auth", F_STR, offsetof(bt_config_t, livy_auth)},
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
@@ -186,6 +196,9 @@ bt_err_t bt_config_load_env(bt_config_t *c, char *err, size_t errlen)
         {"BATON_CLUSTER", "cluster"}, {"BATON_NODE_ID", "node_id"},
         {"BATON_ZONE", "zone"},       {"BATON_ZK", "zookeeper.hosts"},
         {"BATON_PG", "postgres.conninfo"}, {"BATON_ZK_AUTH", "zookeeper.auth"},
+        {"BATON_EMR_ENDPOINT", "emr.endpoint"}, {"BATON_GENIE_AUTH", "genie.auth"},
+        {"BATON_LIVY_AUTH", "livy.auth"}, {"AWS_PROFILE", "aws.profile"},
+        {"AWS_REGION", "emr.region"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         const char *v = getenv(map[i].env);
