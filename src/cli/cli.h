@@ -5,6 +5,7 @@
 #define BATON_CLI_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 
 #include "baton/config.h"
 
@@ -21,6 +22,7 @@ typedef struct bt_cli {
     bt_config_t cfg;
     int json;
     const char *config_path;
+    uint32_t timeout_ms;   /* --timeout: reaching servers, waiting; default 10 s */
 } bt_cli_t;
 
 typedef struct bt_cli_cmd {
@@ -40,6 +42,22 @@ int bt_cmd_backfill(bt_cli_t *cli, int argc, char **argv);
 int bt_cmd_runs(bt_cli_t *cli, int argc, char **argv);
 int bt_cmd_run(bt_cli_t *cli, int argc, char **argv);
 int bt_cmd_pool(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_status(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_nodes(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_leader(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_failover(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_drain(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_undrain(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_events(bt_cli_t *cli, int argc, char **argv);
+int bt_cmd_task(bt_cli_t *cli, int argc, char **argv);
+/* Requests new attempts for a run's tasks (all, or the failed ones). */
+int bt_cli_run_clear(bt_cli_t *cli, const char *wf, const char *run, int only_failed);
+
+/* Opens ZooKeeper for cli's cluster within the timeout; prints why not. */
+struct bt_zkc;
+int bt_cli_zk(bt_cli_t *cli, struct bt_zkc **out);
+/* Colour only on a terminal and without NO_COLOR. */
+int bt_cli_colour(void);
 
 /* Connects to PostgreSQL (blocking: fine for a CLI). Returns an exit code;
  * BT_EXIT_OK with *out set, or prints the reason. Needs cluster too. */

@@ -287,8 +287,14 @@ static const char *handle_text(const bt_task_run_t *t, char *buf, size_t len)
 int bt_cmd_run(bt_cli_t *cli, int argc, char **argv)
 {
     int rc;
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "clear")) {
+        if (argc == 5 && strcmp(argv[4], "--failed"))
+            return BT_EXIT_USAGE;
+        return bt_cli_run_clear(cli, argv[2], argv[3], argc == 5);
+    }
     if (argc != 4 || strcmp(argv[1], "show")) {
-        fprintf(stderr, "usage: batonctl run show WORKFLOW RUN_ID\n");
+        fprintf(stderr, "usage: batonctl run show WORKFLOW RUN_ID\n"
+                        "       batonctl run clear WORKFLOW RUN_ID [--failed]\n");
         return BT_EXIT_USAGE;
     }
     PGconn *c;

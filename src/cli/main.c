@@ -5,9 +5,30 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "baton/clock.h"
+#include "baton/log.h"
 #include "cli/cli.h"
+#include "cli/zkc.h"
 
 static const bt_cli_cmd_t commands[] = {
+    {"status", bt_cmd_status,
+     "the leader, every node, ZooKeeper and PostgreSQL health, queues, recent leader changes",
+     "batonctl [--json] status"},
+    {"nodes", bt_cmd_nodes, "every node: zone, version, state, place in the election",
+     "batonctl [--json] nodes"},
+    {"leader", bt_cmd_leader, "the leader in one line", "batonctl [--json] leader"},
+    {"failover", bt_cmd_failover,
+     "planned handoff; waits until a new leader made its first fenced write",
+     "batonctl failover [--to NODE | --to-zone ZONE] [--wait DURATION]"},
+    {"drain", bt_cmd_drain, "take a node out of the election (hands off if it leads)",
+     "batonctl drain NODE"},
+    {"undrain", bt_cmd_undrain, "let a drained node rejoin the election",
+     "batonctl undrain NODE"},
+    {"events", bt_cmd_events, "the audit trail: leader changes, operator calls, state changes",
+     "batonctl [--json] events [--since DURATION] [--limit N]"},
+    {"task", bt_cmd_task, "one task run: its recorded logs, retry it, kill it",
+     "batonctl task logs RUN_KEY\n       batonctl task retry RUN_KEY\n"
+     "       batonctl task kill RUN_KEY"},
     {"migrate", bt_cmd_migrate, "apply the schema migrations this binary carries",
      "batonctl migrate"},
     {"schema", bt_cmd_schema, "show the database schema version, migrations and tables",
@@ -23,8 +44,8 @@ static const bt_cli_cmd_t commands[] = {
      "batonctl backfill ID --from DATE --to DATE"},
     {"runs", bt_cmd_runs, "list workflow runs",
      "batonctl runs [--workflow ID] [--state S] [--limit N]"},
-    {"run", bt_cmd_run, "show one run's tasks: state, attempt, remote handle, error",
-     "batonctl run show WORKFLOW RUN_ID"},
+    {"run", bt_cmd_run, "show one run's tasks (state, attempt, remote handle, error), or clear them",
+     "batonctl run show WORKFLOW RUN_ID\n       batonctl run clear WORKFLOW RUN_ID [--failed]"},
     {"pool", bt_cmd_pool, "set or list pools (named slot counts)",
      "batonctl pool set NAME SLOTS\n       batonctl pool list"},
 };
@@ -34,10 +55,46 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: batonctl [--config FILE] [--zk HOSTS] [--pg CONNINFO] [--cluster NAME]\n"
-            "                [--json] COMMAND [ARGS]\n\ncommands:\n");
+            "                [--json] [--timeout DURATION] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'batonctl help COMMAND' shows a command's usage.\n");
+}
+
+/* The man page, generated from the same table as --help (CMake runs
+ * `batonctl man` at build time; docs/cli.md has the long form). */
+static void print_man(void)
+{
+    printf(".TH BATONCTL 1 \"\" \"baton %s\" \"baton manual\"\n"
+           ".SH NAME\nbatonctl \\- operate a baton workflow-scheduler cluster\n"
+           ".SH SYNOPSIS\n.B batonctl\n[\\-\\-config FILE] [\\-\\-zk HOSTS] "
+           "[\\-\\-pg CONNINFO] [\\-\\-cluster NAME] [\\-\\-json] "
+           "[\\-\\-timeout DURATION] COMMAND [ARGS]\n"
+           ".SH DESCRIPTION\nbatonctl reads the same configuration as batond (default %s, "
+           "then BATON_* environment variables, then flags). Read commands take "
+           "\\-\\-json; commands that change the cluster print what they did. Changes go "
+           "through control znodes and request rows the leader acts on under its fence.\n"
+           ".SH COMMANDS\n",
+           BATON_VERSION, BT_CONFIG_DEFAULT_PATH);
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        printf(".TP\n.B %s\n%s.\n.br\n", commands[i].name, commands[i].summary);
+        for (const char *u = commands[i].usage; *u; u++) {
+            if (*u == '\n') {
+                printf("\n.br\n");
+                while (u[1] == ' ')
+                    u++;
+            } else if (*u == '-') {
+                printf("\\-");
+            } else {
+                putchar(*u);
+            }
+        }
+        printf("\n");
+    }
+    printf(".SH EXIT STATUS\n0 ok, 1 the operation failed, 2 usage error, 3 cannot reach "
+           "ZooKeeper or PostgreSQL, 4 timed out.\n"
+           ".SH ENVIRONMENT\nBATON_CONFIG, BATON_CLUSTER, BATON_ZK, BATON_PG, BATON_ZK_AUTH, "
+           "NO_COLOR.\n.SH SEE ALSO\nbatond(8); docs/cli.md in the baton sources.\n");
 }
 
 static const bt_cli_cmd_t *find_command(const char *name)
@@ -58,12 +115,35 @@ int bt_cli_require(bt_cli_t *cli, int need_zk)
     return BT_EXIT_OK;
 }
 
+int bt_cli_zk(bt_cli_t *cli, struct bt_zkc **out)
+{
+    char err[512];
+    if (!cli->cfg.zk_hosts || !cli->cfg.cluster) {
+        fprintf(stderr, "batonctl: %s: not set (config, env or --%s)\n",
+                cli->cfg.zk_hosts ? "cluster" : "zookeeper.hosts",
+                cli->cfg.zk_hosts ? "cluster" : "zk");
+        return BT_EXIT_USAGE;
+    }
+    if (!(*out = bt_zkc_open(&cli->cfg, cli->timeout_ms, err, sizeof err))) {
+        fprintf(stderr, "batonctl: %s\n", err);
+        return BT_EXIT_UNREACHABLE;
+    }
+    return BT_EXIT_OK;
+}
+
+int bt_cli_colour(void)
+{
+    const char *nc = getenv("NO_COLOR");
+    return isatty(STDOUT_FILENO) && !(nc && *nc);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"zk", required_argument, NULL, 'z'},
         {"pg", required_argument, NULL, 'p'},     {"cluster", required_argument, NULL, 'C'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {"timeout", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     bt_cli_t cli = {0};
@@ -72,14 +152,29 @@ int main(int argc, char **argv)
     int c, rc;
 
     bt_config_init(&cli.cfg);
+    /* the library's progress logs are for the daemon; a command reports its
+     * own outcome (BATON_LOG_LEVEL still overrides, for debugging) */
+    if (!getenv("BATON_LOG_LEVEL"))
+        bt_log_set_level(BT_LOG_ERROR);
     /* '+': stop at the command name, so its own options reach it. */
-    while ((c = getopt_long(argc, argv, "+c:z:p:C:jh", opts, NULL)) != -1) {
+    cli.timeout_ms = 10000;
+    while ((c = getopt_long(argc, argv, "+c:z:p:C:jht:", opts, NULL)) != -1) {
         switch (c) {
         case 'c': cli.config_path = optarg; break;
         case 'z': zk = optarg; break;
         case 'p': pg = optarg; break;
         case 'C': cluster = optarg; break;
         case 'j': cli.json = 1; break;
+        case 't': {
+            uint64_t ms;
+            if (bt_duration_parse(optarg, &ms) != BT_OK || ms == 0 || ms > 86400000) {
+                fprintf(stderr, "batonctl: --timeout: '%s' is not a duration (e.g. 5s)\n", optarg);
+                bt_config_free(&cli.cfg);
+                return BT_EXIT_USAGE;
+            }
+            cli.timeout_ms = (uint32_t)ms;
+            break;
+        }
         case 'h': usage(stdout); bt_config_free(&cli.cfg); return BT_EXIT_OK;
         default: usage(stderr); bt_config_free(&cli.cfg); return BT_EXIT_USAGE;
         }
@@ -90,6 +185,11 @@ int main(int argc, char **argv)
         return BT_EXIT_USAGE;
     }
     const char *name = argv[optind];
+    if (!strcmp(name, "man")) {
+        print_man();
+        bt_config_free(&cli.cfg);
+        return BT_EXIT_OK;
+    }
     if (!strcmp(name, "help")) {
         const bt_cli_cmd_t *cmd = optind + 1 < argc ? find_command(argv[optind + 1]) : NULL;
         if (cmd)

@@ -100,7 +100,21 @@ struct bt_dispatcher {
     } *reqs;
     size_t nreqs;
     int reqs_loading;
+    /* operators' task requests (retry, kill, clear) seen by the last poll */
+    struct treq {
+        int64_t id;
+        char *action, *workflow_id, *run_id, *task_id; /* task_id may be NULL */
+        int only_failed;
+        int busy;
+    } *treqs;
+    size_t ntreqs;
+    int treqs_loading;
 };
+
+/* requests.c */
+void bt_disp_poll_task_requests(bt_dispatcher_t *d);
+void bt_disp_apply_task_requests(bt_dispatcher_t *d, int64_t now);
+void bt_disp_treqs_free(bt_dispatcher_t *d);
 
 /* dispatcher.c */
 void bt_disp_kick(bt_dispatcher_t *d);
@@ -120,6 +134,12 @@ void bt_pb_set_str(char **slot, const char *v);
 void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake);
 /* Moves a scheduled task to queued (the caller checked pools). */
 void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now);
+/* Creates the next attempt of t (scheduled, due at `due`), installed once
+ * committed. */
+void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due);
+/* Kills t: cancels remote work first when there is some. 0 when t is busy
+ * (try again next turn), 1 when done or under way. */
+int bt_task_kill(bt_dispatcher_t *d, task_t *t);
 /* The latest attempt's state, as trigger rules and runs see it. */
 Baton__V1__TaskState bt_task_state(const task_t *t);
 /* 1 when the trigger rule lets t run now (fills *decision). */

@@ -142,6 +142,11 @@ static void model_clear(bt_dispatcher_t *d)
     }
     pools_clear(d);
     reqs_free(d);
+    /* task requests survive a reload: a reopened run must meet its request
+     * before the dispatcher finds it finished again */
+    for (size_t i = 0; i < d->ntreqs; i++)
+        d->treqs[i].busy = 0;
+    d->treqs_loading = 0;
     d->loaded = d->loading = 0;
     d->reqs_loading = 0;
     d->change_seq = 0;
@@ -527,6 +532,7 @@ static void on_config_poll(struct ev_loop *loop, ev_timer *w, int revents)
                "FROM workflows WHERE cluster = $1 AND change_seq > $2::bigint",
                2, vals, on_changes);
     poll_query(d, load_sql[L_POOLS], 1, vals, on_pools);
+    bt_disp_poll_task_requests(d);
     if (!d->reqs_loading) {
         d->reqs_loading = 1;
         poll_query(d,
@@ -565,7 +571,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     int64_t now = bt_now_ms(), wake = 0;
     bt_disp_schedule_runs(d, now, &wake);
-    bt_disp_step_runs(d, now, &wake);
+    bt_disp_apply_task_requests(d, now);
+    if (d->loaded)
+        bt_disp_step_runs(d, now, &wake);
     if (!d->started || !d->loaded)
         return;
     /* sleep until the next thing is due, at most a second */
@@ -627,6 +635,7 @@ void bt_dispatcher_stop(bt_dispatcher_t *d)
     ev_timer_stop(d->loop, &d->tick);
     ev_timer_stop(d->loop, &d->config_poll);
     model_clear(d);
+    bt_disp_treqs_free(d); /* the next leader reads them afresh */
     d->reload_wanted = 0;
 }
 
@@ -636,6 +645,7 @@ void bt_dispatcher_free(bt_dispatcher_t *d)
         return;
     bt_dispatcher_stop(d);
     model_clear(d);
+    bt_disp_treqs_free(d);
     /* answers that never came (the operators are freed first) */
     while (d->inflight) {
         inflight_t *f = d->inflight;

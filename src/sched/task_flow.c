@@ -22,7 +22,7 @@
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x
 
-enum { K_WRITE, K_CREATE, K_SUBMIT, K_LOOKUP, K_POLL, K_CANCEL };
+enum { K_WRITE, K_CREATE, K_SUBMIT, K_LOOKUP, K_POLL, K_CANCEL, K_KILL };
 
 bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r)
 {
@@ -188,13 +188,16 @@ static void fail_attempt(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState fin
     }
     uint64_t delay = bt_backoff_ms(t->spec->retry_backoff_ms, t->spec->retry_backoff_max_ms,
                                    t->cur->attempt + 1, bt_disp_random(d));
-    bt_task_run_t *next = new_attempt(t->cur, now + (int64_t)delay);
-    if (!next) {
-        baton__v1__task_run__free_unpacked(rec, NULL);
-        return;
-    }
-    rec->next_retry_ms = next->due_ms;
+    rec->next_retry_ms = now + (int64_t)delay;
     write_task(d, t, rec);
+    bt_task_new_attempt(d, t, now + (int64_t)delay);
+}
+
+void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due)
+{
+    bt_task_run_t *next = new_attempt(t->cur, due);
+    if (!next)
+        return;
     inflight_t *f = bt_disp_inflight(d, t, K_CREATE);
     if (!f) {
         baton__v1__task_run__free_unpacked(next, NULL);
@@ -206,9 +209,10 @@ static void fail_attempt(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState fin
     if (bt_store_task_create(d->o.store, d->epoch, next, on_written, f) != BT_OK) {
         t->pending--;
         t->next_attempt = NULL;
+        f->rec = NULL;
         bt_disp_inflight_done(f);
         baton__v1__task_run__free_unpacked(next, NULL);
-        bt_disp_reload(d, "cannot send a retry attempt");
+        bt_disp_reload(d, "cannot send a new attempt");
     }
 }
 
@@ -308,6 +312,15 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
     switch (res->status) {
     case BT_OP_RUNNING:
         t->next_poll_ms = now + (int64_t)interval;
+        if (f->kind == K_KILL) {
+            if ((rec = next_state(t, S(CANCELLED)))) {
+                set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL,
+                          res->remote_state);
+                rec->ended_ms = now;
+                write_task(d, t, rec);
+            }
+            break;
+        }
         if (f->kind == K_SUBMIT || f->kind == K_LOOKUP) {
             t->needs_lookup = 0;
             if ((rec = next_state(t, S(RUNNING)))) {
@@ -320,6 +333,15 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
         }
         break;
     case BT_OP_SUCCESS:
+        if (f->kind == K_KILL) {
+            if ((rec = next_state(t, S(CANCELLED)))) {
+                set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL,
+                          res->remote_state);
+                rec->ended_ms = now;
+                write_task(d, t, rec);
+            }
+            break;
+        }
         if (f->kind == K_CANCEL) {
             fail_attempt(d, t, S(TIMED_OUT), "timed_out", "execution timeout; cancelled", NULL,
                          res->remote_state);
@@ -333,6 +355,15 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
         }
         break;
     case BT_OP_FAILED:
+        if (f->kind == K_KILL) {
+            if ((rec = next_state(t, S(CANCELLED)))) {
+                set_error(rec, "killed", "killed by an operator; the remote side reported",
+                          res->message, res->remote_state);
+                rec->ended_ms = now;
+                write_task(d, t, rec);
+            }
+            break;
+        }
         fail_attempt(d, t, f->kind == K_CANCEL ? S(TIMED_OUT) : S(FAILED),
                      res->error_code ? res->error_code : "remote_failed",
                      res->message ? res->message : "the remote work failed", res->detail,
@@ -386,7 +417,7 @@ static void op_call(bt_dispatcher_t *d, task_t *t, int kind)
     bt_err_t (*fn)(void *, const bt_op_call_t *) = kind == K_SUBMIT   ? op->submit
                                                    : kind == K_LOOKUP ? op->lookup
                                                    : kind == K_POLL   ? op->poll
-                                                                      : op->cancel;
+                                                                      : op->cancel; /* and kill */
     t->op_busy = 1;
     bt_err_t e = fn ? fn(op->ctx, &call) : BT_E_INVAL;
     if (e != BT_OK) {
@@ -486,5 +517,28 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
         return;
     default:
         return;
+    }
+}
+
+int bt_task_kill(bt_dispatcher_t *d, task_t *t)
+{
+    bt_task_run_t *rec;
+    if (t->pending || t->op_busy)
+        return 0; /* next turn */
+    switch (t->cur->state) {
+    case S(SCHEDULED):
+    case S(QUEUED):
+        if ((rec = next_state(t, S(CANCELLED)))) {
+            set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL, NULL);
+            rec->ended_ms = bt_now_ms();
+            write_task(d, t, rec);
+        }
+        return 1;
+    case S(SUBMITTING):
+    case S(RUNNING):
+        op_call(d, t, K_KILL);
+        return 1;
+    default:
+        return 1; /* final: nothing to kill */
     }
 }

@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""batonctl against a live three-node cluster (real ZooKeeper ensemble and
+PostgreSQL from the harness): status/nodes/leader with --json checked field
+by field, failover with and without --to, --to a draining node (refused),
+--to-zone, drain of the leader (hands off), undrain, events, task
+logs/kill/retry, run clear, and the documented exit codes.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batonlib import PG, ZK, Cluster, batonctl, psql, wait_for  # noqa: E402
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        self.jobs = tempfile.mkdtemp(prefix="baton-t5000-jobs-")
+        self.c = Cluster(env={"BATON_TEST_OP_DIR": self.jobs})
+        self.leader, _ = self.c.start()
+
+    def tearDown(self):
+        violations = self.c.stop()
+        shutil.rmtree(self.jobs, ignore_errors=True)
+        self.assertEqual(violations, [], "invariant violated")
+
+    def ctl(self, *args, check=True):
+        return batonctl(self.c.name, *args, check=check)
+
+    def js(self, *args):
+        return json.loads(self.ctl("--json", *args).stdout)
+
+    def apply(self, text):
+        path = os.path.join(self.c.dir, "wf.yaml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        self.ctl("workflow", "apply", path)
+
+    def test_01_status_nodes_leader_json(self):
+        st = self.js("status")
+        self.assertEqual(st["cluster"], self.c.name)
+        self.assertEqual(st["leader"]["node"], self.leader.name)
+        self.assertEqual(st["leader"]["zone"], self.leader.zone)
+        fence = int(psql("SELECT epoch FROM fence WHERE cluster = '%s'" % self.c.name))
+        self.assertEqual(st["leader"]["epoch"], fence)
+        self.assertIsInstance(st["leader"]["since_ms"], int)
+        self.assertEqual(sorted(n["node"] for n in st["nodes"]), ["n1", "n2", "n3"])
+        for n in st["nodes"]:
+            self.assertEqual(n["state"], "leading" if n["node"] == self.leader.name else "standby")
+            self.assertEqual(n["zone"], "z" + n["node"][1])
+            self.assertEqual(n["version"], "0.1.0")
+            self.assertGreaterEqual(n["election_position"], 0)
+            self.assertTrue(n["admin"].startswith("127.0.0.1:"))
+        self.assertEqual(len(st["zookeeper"]["servers"]), 3)
+        for s in st["zookeeper"]["servers"]:
+            self.assertTrue(s["reachable"])
+            self.assertIn(s["mode"], ("leader", "follower"))
+        self.assertTrue(st["postgres"]["reachable"])
+        self.assertTrue(st["postgres"]["server_version"])
+        self.assertIsInstance(st["runs"], dict)
+        self.assertIsInstance(st["tasks"], dict)
+        self.assertEqual(st["leader_changes"][0]["node"], self.leader.name)
+        self.assertFalse(st["handoff_pending"])
+        nodes = self.js("nodes")
+        self.assertEqual(len(nodes), 3)
+        ld = self.js("leader")
+        self.assertEqual((ld["node"], ld["epoch"]), (self.leader.name, fence))
+        line = self.ctl("leader").stdout
+        self.assertTrue(line.startswith(self.leader.name + " zone="))
+        text = self.ctl("status").stdout  # human form, not a TTY: no colour
+        self.assertNotIn("\033[", text)
+        self.assertIn("leader    " + self.leader.name, text)
+
+    def test_02_failover_plain_and_to(self):
+        out = self.js("failover", "--wait", "20s")
+        self.assertEqual(out["previous"], self.leader.name)
+        self.assertNotEqual(out["leader"], self.leader.name)
+        self.assertGreater(out["handoff_ms"], 0)
+        new = out["leader"]
+        target = [n for n in ("n1", "n2", "n3") if n != new][0]
+        text = self.ctl("failover", "--to", target).stdout
+        self.assertIn("new leader %s" % target, text)
+        self.assertRegex(text, r"after \d+ ms")
+        self.assertEqual(self.js("leader")["node"], target)
+
+    def test_03_failover_refusals_and_drain(self):
+        others = [n.name for n in self.c.nodes if n is not self.leader]
+        self.assertIn("drained", self.ctl("drain", others[0]).stdout)
+        wait_for(lambda: self.js("nodes") and
+                 [n for n in self.js("nodes") if n["node"] == others[0]][0]["state"] == "draining",
+                 5, "draining state")
+        r = self.ctl("failover", "--to", others[0], check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("draining", r.stderr)
+        r = self.ctl("failover", "--to", "nosuchnode", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no such node", r.stderr)
+        r = self.ctl("failover", "--to-zone", "nowhere", check=False)
+        self.assertEqual(r.returncode, 1)
+        # --to-zone picks the healthy node in that zone
+        zone = [n for n in self.c.nodes if n.name == others[1]][0].zone
+        out = self.js("failover", "--to-zone", zone)
+        self.assertEqual(out["leader"], others[1])
+        # drain of the leader hands off
+        self.assertIn("hands off", self.ctl("drain", others[1]).stdout)
+        wait_for(lambda: self.js("leader")["node"] == self.leader.name or None, 15,
+                 "the handoff after draining the leader")
+        self.ctl("undrain", others[0])
+        self.ctl("undrain", others[1])
+        wait_for(lambda: all(n["state"] in ("leading", "standby") for n in self.js("nodes")) or None,
+                 10, "undrained nodes back in line")
+
+    def test_04_exit_codes(self):
+        r = batonctl(self.c.name, "status", "--bogus", check=False)
+        self.assertEqual(r.returncode, 2)
+        r = self.ctl("nosuchcommand", check=False)
+        self.assertEqual(r.returncode, 2)
+        import subprocess
+        from batonlib import BATONCTL
+        r = subprocess.run([BATONCTL, "--zk", "127.0.0.1:1", "--cluster", "x", "--timeout", "1s",
+                            "status"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("cannot reach ZooKeeper", r.stderr)
+        r = subprocess.run([BATONCTL, "--pg", "host=127.0.0.1 port=1 connect_timeout=1",
+                            "--cluster", "x", "runs"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 3)
+        self.assertEqual(self.ctl("help", "failover").returncode, 0)
+
+    def test_05_task_logs_kill_retry_clear_events(self):
+        self.apply("""
+            workflow: ops
+            schedule: none
+            tasks:
+              - {id: flaky, test_op: {fail_attempts: 1}}
+              - {id: after, depends_on: [flaky], test_op: {}}
+              - {id: forever, test_op: {duration: 600s}}
+        """)
+        self.ctl("trigger", "ops")
+        run = wait_for(lambda: psql("SELECT run_id FROM workflow_runs WHERE cluster = '%s'"
+                                    % self.c.name) or None, 15, "the run")
+        key = "ops/%s/forever/1" % run
+        wait_for(lambda: psql("SELECT state FROM task_runs WHERE cluster = '%s' AND run_key = '%s'"
+                              % (self.c.name, key)) == "running" or None, 15, "forever running")
+        self.ctl("task", "kill", key)
+        wait_for(lambda: psql("SELECT state FROM task_runs WHERE cluster = '%s' AND run_key = '%s'"
+                              % (self.c.name, key)) == "cancelled" or None, 15, "killed")
+        with open(os.path.join(self.jobs, "cancels.log")) as f:
+            self.assertIn(key, f.read())
+        wait_for(lambda: psql("SELECT state FROM workflow_runs WHERE cluster = '%s'"
+                              % self.c.name) == "failed" or None, 15, "the run to fail")
+        logs = self.js("task", "logs", "ops/%s/flaky" % run)
+        self.assertEqual(logs[0]["state"], "failed")
+        self.assertIn("FAILED", logs[0]["error"])
+        self.assertEqual(self.js("task", "logs", key)[0]["error_code"], "killed")
+        # retry the failed task: the run reopens, flaky and its downstream run again
+        self.ctl("task", "retry", "ops/%s/flaky/1" % run)
+        wait_for(lambda: psql("SELECT state FROM task_runs WHERE cluster = '%s' AND "
+                              "task_id = 'after' ORDER BY attempt DESC LIMIT 1"
+                              % self.c.name) == "success" or None, 20, "after to succeed")
+        self.assertEqual(psql("SELECT state FROM task_runs WHERE cluster = '%s' AND task_id = "
+                              "'flaky' ORDER BY attempt DESC LIMIT 1" % self.c.name), "success")
+        wait_for(lambda: psql("SELECT state FROM workflow_runs WHERE cluster = '%s'"
+                              % self.c.name) == "failed" or None, 15, "run final again")
+        # clear --failed gives the killed task a new attempt
+        self.ctl("run", "clear", "ops", run, "--failed")
+        wait_for(lambda: psql("SELECT max(attempt) FROM task_runs WHERE cluster = '%s' AND "
+                              "task_id = 'forever'" % self.c.name) == "2" or None, 15, "cleared")
+        ev = self.js("events", "--since", "10m")
+        kinds = {e["kind"] for e in ev}
+        self.assertTrue({"leader", "run_create", "transition", "task_request"} <= kinds, kinds)
+        self.assertIn("runs", self.ctl("help").stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
