@@ -298,6 +298,58 @@ class Sched(unittest.TestCase):
         fence = self.q("SELECT epoch FROM fence WHERE cluster = $C")
         self.assertIn(fence, epochs)
 
+    def test_10_backfill_and_unchanged_apply(self):
+        self.c.start()
+        wf = """
+            workflow: daily
+            schedule: "0 3 * * *"
+            timezone: Europe/Berlin
+            tasks:
+              - {id: work, test_op: {outputs: {day: "{{ run.date }}"}}}
+        """
+        self.assertIn("created", self.apply(wf).stdout)
+        path = self.files[-1]
+        again = batonctl(self.c.name, "workflow", "apply", path).stdout
+        self.assertIn("unchanged (version 1)", again)
+        out = batonctl(self.c.name, "backfill", "daily", "--from", "2026-03-28",
+                       "--to", "2026-03-30").stdout
+        self.assertIn("requested 3 backfill runs", out)
+        rows = self.wait_run_done("daily", n=3)
+        kinds = self.q("SELECT DISTINCT kind FROM workflow_runs WHERE cluster = $C")
+        self.assertEqual(kinds, "backfill")
+        # 03:00 Berlin across the spring-forward night: 02:00Z, then 01:00Z
+        times = self.q("SELECT to_char(logical_time AT TIME ZONE 'UTC', 'MM-DD HH24:MI') FROM "
+                       "workflow_runs WHERE cluster = $C ORDER BY 1").splitlines()
+        self.assertEqual(times, ["03-28 02:00", "03-29 01:00", "03-30 01:00"])
+        days = [s.split("|")[0] for s in rows]
+        self.assertEqual(len(set(days)), 3)
+
+    def test_11_scheduled_runs_across_a_takeover(self):
+        old, _ = self.c.start()
+        start = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 6 * 60))
+        self.apply("""
+            workflow: minutely
+            schedule: "* * * * *"
+            start_date: %s
+            catchup: true
+            tasks:
+              - {id: work, test_op: {duration: 700ms}}
+        """ % start)
+        wait_for(lambda: int(self.q("SELECT count(*) FROM workflow_runs WHERE cluster = $C")) >= 2
+                 or None, 20, "two runs")
+        old.kill9()
+        self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        self.wait_run_done("minutely", n=6, timeout=40)
+        times = self.q("SELECT logical_time FROM workflow_runs WHERE cluster = $C "
+                       "ORDER BY logical_time").splitlines()
+        self.assertEqual(len(times), len(set(times)), "a cron time got two runs")
+        # consecutive minutes, none skipped across the takeover
+        mins = [int(t[14:16]) for t in times]
+        for a, b in zip(mins, mins[1:]):
+            self.assertEqual((b - a) % 60, 1, times)
+        subs = self.submissions()
+        self.assertEqual(sorted(subs), sorted(set(subs)), "a task run was submitted twice")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
