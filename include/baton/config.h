@@ -27,7 +27,6 @@ typedef struct bt_config {
     uint64_t pg_idle_tx_timeout_ms;
     char *preferred_zone;
     int zone_handoff;           /* hand off to a healthy preferred-zone node */
-    char *workflows_dir;
     /* operators (issue: EMR, Genie, Livy) */
     char *http_ca_bundle;       /* CA bundle for TLS peers; NULL: system default */
     char *emr_region;           /* e.g. "eu-west-1" */

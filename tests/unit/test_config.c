@@ -96,6 +96,24 @@ static void validation_says_what_is_missing(void **state)
     bt_config_free(&c);
 }
 
+/* The shipped example is what operators copy: it must load and validate,
+ * operator keys included. */
+static void example_config_loads(void **state)
+{
+    bt_config_t c;
+    char err[512] = "";
+    (void)state;
+    bt_config_init(&c);
+    if (bt_config_load_file(&c, BATON_EXAMPLE_CONFIG, err, sizeof err) != BT_OK)
+        fail_msg("%s", err);
+    assert_int_equal(bt_config_validate(&c, 1, err, sizeof err), BT_OK);
+    assert_string_equal(c.emr_region, "eu-west-1");
+    assert_string_equal(c.livy_url, "http://livy.internal:8998");
+    assert_string_equal(c.genie_url, "https://genie.internal");
+    assert_false(c.http_insecure);
+    bt_config_free(&c);
+}
+
 static void yaml_tree_keeps_positions(void **state)
 {
     bt_ynode_t *root;
@@ -121,6 +139,7 @@ int main(void)
         cmocka_unit_test(bad_files_name_line_and_field),
         cmocka_unit_test(validation_says_what_is_missing),
         cmocka_unit_test(yaml_tree_keeps_positions),
+        cmocka_unit_test(example_config_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
