@@ -94,6 +94,12 @@ bt_err_t bt_pg_query(bt_pg_t *pg, const char *sql, int nparams,
                      const int *formats, int binary_result, bt_pg_cb cb,
                      void *arg);
 
+/* One-shot: cb runs (from the loop, right after the callbacks of the batch
+ * that emptied it) the next time no query is in flight. Replaces an
+ * earlier registration; cb NULL cancels. Not called when nothing is in
+ * flight now: check bt_pg_pending first. */
+void bt_pg_when_idle(bt_pg_t *pg, void (*cb)(void *arg), void *arg);
+
 /* Number of queries sent or queued and not yet answered. */
 unsigned bt_pg_pending(const bt_pg_t *pg);
 

@@ -760,14 +760,24 @@ static void co_delete_nodes(bt_coord_t *co)
         on_nodes_deleted(ZCONNECTIONLOSS, m);
 }
 
-/* Waits (bounded) until the store has no write in flight, then deletes. */
+/* The store has nothing in flight any more: hand over now. */
+static void co_on_pg_idle(void *arg)
+{
+    bt_coord_t *co = arg;
+    if (co->role != BT_ROLE_STEPPING_DOWN || !ev_is_active(&co->drain_wait))
+        return;
+    ev_timer_stop(co->loop, &co->drain_wait);
+    co_delete_nodes(co);
+}
+
+/* The bound on waiting for in-flight writes (a stalled PostgreSQL must not
+ * hold the handoff): delete anyway. */
 static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     bt_coord_t *co = container_of(w, bt_coord_t, drain_wait);
     (void)loop;
     (void)revents;
-    if (bt_pg_pending(bt_store_pg(co->store)) > 0 && bt_mono_ms() < co->shutdown_deadline_ms)
-        return;
+    bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
     ev_timer_stop(co->loop, &co->drain_wait);
     co_delete_nodes(co);
 }
@@ -784,8 +794,12 @@ static void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
         co_delete_nodes(co); /* nothing in flight: hand over now */
         return;
     }
-    ev_timer_set(&co->drain_wait, 0., 0.01);
-    ev_timer_again(co->loop, &co->drain_wait);
+    /* delete as soon as the last in-flight write is answered (no polling:
+     * every millisecond here is a millisecond without a dispatcher) */
+    bt_pg_when_idle(bt_store_pg(co->store), co_on_pg_idle, co);
+    ev_timer_stop(co->loop, &co->drain_wait);
+    ev_timer_set(&co->drain_wait, 2.0, 0.);
+    ev_timer_start(co->loop, &co->drain_wait);
 }
 
 void bt_coord_fenced(bt_coord_t *co, const char *what)
@@ -1224,7 +1238,6 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
     co->heartbeat.repeat = hb;
     ev_init(&co->retry, co_retry_cb);
     ev_init(&co->drain_wait, co_drain_wait_cb);
-    co->drain_wait.repeat = 0.01;
 
     bt_zk_opts_t zo = {.hosts = opts->zk_hosts,
                        .session_timeout_ms = opts->zk_session_timeout_ms,
@@ -1247,6 +1260,8 @@ void bt_coord_free(bt_coord_t *co)
     ev_timer_stop(co->loop, &co->heartbeat);
     ev_timer_stop(co->loop, &co->retry);
     ev_timer_stop(co->loop, &co->drain_wait);
+    if (co->store)
+        bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
     bt_zk_free(co->zk);
     free(co->cluster);
     free(co->node);

@@ -45,6 +45,8 @@ struct bt_pg {
     uint32_t backoff_ms;
     unsigned unsynced;        /* queries since the last sync */
     unsigned pending;         /* user queries awaiting results */
+    void (*idle_cb)(void *);  /* one-shot: pending reached zero */
+    void *idle_arg;
     pg_req_t *head, *tail;
     pg_req_t *cur;            /* first request still awaiting results */
     ev_io io;
@@ -59,6 +61,16 @@ struct bt_pg {
 
 
 static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* Tells a waiter (bt_pg_when_idle) that nothing is in flight any more. */
+static void pg_maybe_idle(bt_pg_t *pg)
+{
+    if (pg->pending == 0 && pg->idle_cb) {
+        void (*cb)(void *) = pg->idle_cb;
+        pg->idle_cb = NULL;
+        cb(pg->idle_arg);
+    }
+}
 static void pg_start_connect(bt_pg_t *pg);
 
 static void pg_set_io(bt_pg_t *pg, int events)
@@ -141,6 +153,7 @@ static void pg_conn_lost(bt_pg_t *pg, const char *why)
         PQclear(r->res);
         free(r);
     }
+    pg_maybe_idle(pg);
     if (was_up && pg->state_cb)
         pg->state_cb(pg, 0, pg->state_arg);
 
@@ -228,6 +241,7 @@ static void pg_deliver_batch(bt_pg_t *pg)
         PQclear(r->res);
         free(r);
     }
+    pg_maybe_idle(pg);
     if (setup_failed)
         pg_conn_lost(pg, "session setup failed");
     else if (pg->state == PG_SETUP && !pg->head)
@@ -506,6 +520,12 @@ void bt_pg_on_state(bt_pg_t *pg, bt_pg_state_cb cb, void *arg)
 int bt_pg_is_up(const bt_pg_t *pg)
 {
     return pg && pg->state == PG_UP;
+}
+
+void bt_pg_when_idle(bt_pg_t *pg, void (*cb)(void *arg), void *arg)
+{
+    pg->idle_cb = cb;
+    pg->idle_arg = arg;
 }
 
 unsigned bt_pg_pending(const bt_pg_t *pg)
