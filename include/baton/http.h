@@ -49,6 +49,7 @@ typedef struct bt_http_response {
     const char *content_type;     /* may be NULL */
     const char *error;            /* transport error text when status == 0 */
     uint32_t attempts;            /* how many times it was sent */
+    uint64_t retry_after_ms;      /* the last answer's Retry-After (seconds or date); 0: none */
 } bt_http_response_t;
 
 /* err: BT_OK when a response arrived (any status, after retries ran out),

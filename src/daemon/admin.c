@@ -15,24 +15,31 @@
 
 #define ADMIN_MAX_REQUEST 2048
 
+typedef struct admin_conn admin_conn_t;
+
 struct bt_admin {
     struct ev_loop *loop;
     int fd;
     ev_io accept_io;
     bt_admin_status_fn fn;
     void *arg;
+    admin_conn_t *conns;  /* open connections, closed by bt_admin_stop */
 };
 
-typedef struct admin_conn {
+struct admin_conn {
+    admin_conn_t *next, **prevp;
     bt_admin_t *a;
     ev_io io;
     ev_timer timeout;   /* a client that never finishes its request */
     char buf[ADMIN_MAX_REQUEST];
     size_t len;
-} admin_conn_t;
+};
 
 static void conn_close(admin_conn_t *c)
 {
+    *c->prevp = c->next;
+    if (c->next)
+        c->next->prevp = c->prevp;
     ev_io_stop(c->a->loop, &c->io);
     ev_timer_stop(c->a->loop, &c->timeout);
     close(c->io.fd);
@@ -104,6 +111,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         c->a = a;
+        c->next = a->conns;
+        c->prevp = &a->conns;
+        if (a->conns)
+            a->conns->prevp = &c->next;
+        a->conns = c;
         ev_io_init(&c->io, conn_read_cb, fd, EV_READ);
         ev_io_start(loop, &c->io);
         ev_timer_init(&c->timeout, conn_timeout_cb, 5., 0.);
@@ -153,6 +165,8 @@ void bt_admin_stop(bt_admin_t *a)
     if (!a)
         return;
     ev_io_stop(a->loop, &a->accept_io);
+    while (a->conns) /* a client mid-request at exit */
+        conn_close(a->conns);
     close(a->fd);
     free(a);
 }

@@ -8,6 +8,10 @@
 #include "baton/clock.h"
 #include "baton/coord.h"
 #include "baton/dispatcher.h"
+#include "baton/emr.h"
+#include "baton/genie.h"
+#include "baton/http.h"
+#include "baton/livy.h"
 #include "baton/operator.h"
 #include "baton/log.h"
 #include "baton/store.h"
@@ -22,7 +26,8 @@ typedef struct bt_daemon {
     bt_coord_t *coord;
     bt_admin_t *admin;
     bt_dispatcher_t *dispatcher;
-    bt_operator_t *ops[8];
+    bt_http_t *http;       /* one transport for every HTTP operator */
+    bt_operator_t *ops[16];
     size_t nops;
     ev_signal sigterm, sigint;
     ev_timer hard_stop;    /* a handoff that cannot finish must not hang exit */
@@ -144,6 +149,29 @@ int bt_daemon_run(const bt_config_t *cfg)
     if (bt_test_op_new(d.loop, &d.ops[d.nops]) == BT_OK)
         d.nops++;
 #endif
+    if ((e = bt_http_new(d.loop, &(bt_http_opts_t){.ca_bundle = cfg->http_ca_bundle},
+                         &d.http)) != BT_OK) {
+        bt_error("batond: cannot create the HTTP transport: %s", bt_strerror(e));
+        goto out;
+    }
+    if ((e = bt_genie_operators(d.loop, d.http, cfg, d.ops, sizeof d.ops / sizeof d.ops[0],
+                                &d.nops)) != BT_OK) {
+        bt_error("batond: refusing to start: genie operators: %s", bt_strerror(e));
+        rc = 2;
+        goto out;
+    }
+    if ((e = bt_emr_operators(d.loop, d.http, cfg, d.ops, sizeof d.ops / sizeof d.ops[0],
+                              &d.nops)) != BT_OK) {
+        bt_error("batond: refusing to start: emr operators: %s", bt_strerror(e));
+        rc = 2;
+        goto out;
+    }
+    if ((e = bt_livy_operators(d.loop, d.http, cfg, d.ops, sizeof d.ops / sizeof d.ops[0],
+                               &d.nops)) != BT_OK) {
+        bt_error("batond: refusing to start: livy operators: %s", bt_strerror(e));
+        rc = 2;
+        goto out;
+    }
     bt_dispatcher_opts_t dopts = {.store = d.store,
                                   .ops = d.ops,
                                   .nops = d.nops,
@@ -195,8 +223,12 @@ out:
     bt_dispatcher_stop(d.dispatcher);
     /* order: operators drop their answers, the store cancels its writes
      * (callbacks still find the dispatcher), then the dispatcher goes */
+    bt_genie_operators_free(d.ops, d.nops); /* NULLs its slots */
+    bt_emr_operators_free(d.ops, d.nops);   /* likewise */
+    bt_livy_operators_free(d.ops, d.nops);  /* likewise */
     for (size_t i = 0; i < d.nops; i++)
         bt_test_op_free(d.ops[i]);
+    bt_http_free(d.http); /* after the operators: answers still in flight are dropped */
     bt_coord_free(d.coord);
     bt_store_close(d.store);
     bt_dispatcher_free(d.dispatcher);

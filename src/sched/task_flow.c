@@ -169,6 +169,8 @@ static bt_task_run_t *new_attempt(const bt_task_run_t *prev, int64_t due)
     return r;
 }
 
+static void copy_handle(bt_task_run_t *rec, const Baton__V1__RemoteHandle *h);
+
 /* The attempt failed (or timed out): retry if attempts remain, else final. */
 static void fail_attempt(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState final,
                          const char *code, const char *msg, const char *detail,
@@ -355,6 +357,9 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
         }
         break;
     case BT_OP_FAILED:
+        /* keep what the service said last (e.g. FAILED) with the record */
+        if (res->handle && t->cur->handle)
+            copy_handle(t->cur, res->handle);
         if (f->kind == K_KILL) {
             if ((rec = next_state(t, S(CANCELLED)))) {
                 set_error(rec, "killed", "killed by an operator; the remote side reported",

@@ -247,6 +247,12 @@ class Cluster:
                 pass
         self.zk.stop()
         self.zk.close()
+        # the test build has ASan/UBSan/LSan: a report in any node's log
+        # (a leak at exit, UB) fails the case like an invariant would
+        for n in self.nodes:
+            text = n.logtext() if os.path.exists(n.log) else ""
+            if "Sanitizer" in text or "runtime error:" in text:
+                self.checker.violations.append("sanitizer report in %s's log" % n.name)
         if self.checker.violations or os.environ.get("BATON_T2000_LOGS"):
             print("\n".join(self.checker.violations))
             for n in self.nodes:

@@ -1,0 +1,570 @@
+/* HTTP on the loop (see include/baton/http.h for the contract).
+ *
+ * One curl multi handle, driven the way curl's evhiperfifo.c example does:
+ * CURLMOPT_SOCKETFUNCTION starts, changes or stops one ev_io per socket,
+ * CURLMOPT_TIMERFUNCTION arms one ev_timer, and both watchers call
+ * curl_multi_socket_action and then collect finished transfers with
+ * curl_multi_info_read. The multi handle owns the connection cache, so a
+ * fresh easy handle per attempt still reuses kept-alive connections.
+ *
+ * A request (req_t) lives from bt_http_request until its callback: it owns
+ * copies of everything the caller passed, at most one easy handle (the
+ * attempt in flight) and one ev_timer (the backoff before the next
+ * attempt). Callbacks only run from watchers of the loop or from
+ * bt_http_free, never from bt_http_request itself. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "baton/clock.h"
+#include "baton/http.h"
+#include "baton/log.h"
+#include "baton/trigger.h"
+#include "util/container.h"
+
+#define DEF_TIMEOUT_MS 30000u
+#define DEF_ATTEMPTS 5u
+#define DEF_BUDGET_MS 120000u
+#define DEF_BACKOFF_BASE_MS 200u
+#define DEF_BACKOFF_MAX_MS 20000u
+#define DEF_MAX_BODY (8u << 20)
+
+typedef struct sock {
+    struct sock *prev, *next;
+    bt_http_t *h;
+    ev_io io;
+} sock_t;
+
+typedef struct req {
+    struct req *prev, *next;
+    bt_http_t *h;
+    CURL *easy;                 /* the attempt in flight, or NULL */
+    ev_timer backoff;
+    bt_http_request_t o;        /* numbers with defaults; strings point at copies below */
+    char *method, *url, *body, *sigv4, *keys, *userpwd;
+    struct curl_slist *headers;
+    int64_t started_ms;         /* monotonic: the retry budget runs from here */
+    uint32_t attempts;
+    /* the current attempt's answer */
+    char *buf;
+    size_t len, cap;
+    int too_big;
+    char *content_type;
+    char errbuf[CURL_ERROR_SIZE];
+    bt_http_cb cb;
+    void *arg;
+} req_t;
+
+struct bt_http {
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer;             /* CURLMOPT_TIMERFUNCTION */
+    char *ca_bundle;
+    req_t *reqs;                /* every request not answered yet */
+    sock_t *socks;              /* every socket curl asked us to watch */
+    bt_http_stats_t stats;
+    uint64_t rnd;
+    int closing;
+};
+
+static uint64_t next_random(bt_http_t *h)
+{
+    /* splitmix64: jitter needs spread, not secrecy */
+    uint64_t z = (h->rnd += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* ------------------------------------------------------------ the loop glue */
+
+static void check_done(bt_http_t *h);
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    sock_t *k = container_of(w, sock_t, io);
+    bt_http_t *h = k->h; /* k may be freed inside socket_action */
+    int running, action = ((revents & EV_READ) ? CURL_CSELECT_IN : 0) |
+                          ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    (void)loop;
+    curl_multi_socket_action(h->multi, w->fd, action, &running);
+    check_done(h);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bt_http_t *h = container_of(w, bt_http_t, timer);
+    int running;
+    (void)loop;
+    (void)revents;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
+{
+    bt_http_t *h = arg;
+    (void)multi;
+    ev_timer_stop(h->loop, &h->timer);
+    if (timeout_ms >= 0) {
+        /* 0 means "as soon as possible": the next loop iteration, not now,
+         * because curl must not be re-entered from its own callback */
+        ev_timer_set(&h->timer, (double)timeout_ms / 1000., 0.);
+        ev_timer_start(h->loop, &h->timer);
+    }
+    return 0;
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
+{
+    bt_http_t *h = arg;
+    sock_t *k = sockp;
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (k) {
+            ev_io_stop(h->loop, &k->io);
+            if (k->prev)
+                k->prev->next = k->next;
+            else
+                h->socks = k->next;
+            if (k->next)
+                k->next->prev = k->prev;
+            free(k);
+            curl_multi_assign(h->multi, s, NULL);
+        }
+        return 0;
+    }
+    int events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (!k) {
+        if (!(k = calloc(1, sizeof *k)))
+            return -1;
+        k->h = h;
+        k->next = h->socks;
+        if (h->socks)
+            h->socks->prev = k;
+        h->socks = k;
+        ev_io_init(&k->io, on_io, s, events);
+        curl_multi_assign(h->multi, s, k);
+    } else {
+        ev_io_stop(h->loop, &k->io);
+        ev_io_set(&k->io, s, events);
+    }
+    ev_io_start(h->loop, &k->io);
+    return 0;
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void req_free(req_t *r)
+{
+    free(r->method);
+    free(r->url);
+    free(r->body);
+    free(r->sigv4);
+    free(r->keys);
+    free(r->userpwd);
+    free(r->buf);
+    free(r->content_type);
+    curl_slist_free_all(r->headers);
+    free(r);
+}
+
+/* Unlinks r, answers, frees. The only place a callback is called from. */
+static void deliver(req_t *r, bt_err_t err, long status, const char *error, uint64_t retry_after)
+{
+    bt_http_t *h = r->h;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    h->stats.in_flight--;
+    ev_timer_stop(h->loop, &r->backoff);
+    bt_http_response_t res = {
+        .status = status,
+        .body = r->buf && err == BT_OK ? r->buf : "",
+        .body_len = err == BT_OK ? r->len : 0,
+        .content_type = r->content_type,
+        .error = error,
+        .attempts = r->attempts,
+        .retry_after_ms = retry_after,
+    };
+    r->cb(err, &res, r->arg);
+    req_free(r);
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *arg)
+{
+    req_t *r = arg;
+    size_t len = size * n;
+    if (len > r->o.max_body - r->len) {
+        r->too_big = 1;
+        return 0; /* CURLE_WRITE_ERROR ends the transfer */
+    }
+    if (r->len + len + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + len + 1)
+            cap *= 2;
+        char *b = realloc(r->buf, cap);
+        if (!b)
+            return 0;
+        r->buf = b;
+        r->cap = cap;
+    }
+    memcpy(r->buf + r->len, p, len);
+    r->len += len;
+    r->buf[r->len] = '\0';
+    return len;
+}
+
+static bt_err_t start_attempt(req_t *r)
+{
+    bt_http_t *h = r->h;
+    CURL *e = curl_easy_init();
+    if (!e)
+        return BT_E_NOMEM;
+    /* the attempt may not outlive the budget */
+    int64_t left = (int64_t)r->o.retry_budget_ms - (bt_mono_ms() - r->started_ms);
+    long timeout = (long)r->o.timeout_ms;
+    if (left < timeout)
+        timeout = left > 1 ? (long)left : 1;
+
+    r->len = 0;
+    r->too_big = 0;
+    r->errbuf[0] = '\0';
+    free(r->content_type);
+    r->content_type = NULL;
+
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->o.max_body);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    /* no body waits for a 100-continue that a proxy may never send */
+    curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
+    if (!r->o.idempotent)
+        /* curl silently resends a request that died on a reused connection;
+         * for a request that must not run twice, only a new connection is
+         * safe (these are rare: submissions, not polls) */
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+
+    if (!strcmp(r->method, "GET")) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (!strcmp(r->method, "HEAD")) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        if (r->body || !strcmp(r->method, "POST")) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->o.body_len);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        }
+        if (strcmp(r->method, "POST"))
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r->o.insecure ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, r->o.insecure ? 0L : 2L);
+    if (h->ca_bundle)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle);
+    if (r->sigv4) {
+        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, r->sigv4);
+        curl_easy_setopt(e, CURLOPT_USERPWD, r->keys);
+    } else if (r->userpwd) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(e, CURLOPT_USERPWD, r->userpwd);
+    }
+
+    r->attempts++;
+    h->stats.attempts++;
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        return BT_E_HTTP;
+    }
+    r->easy = e;
+    return BT_OK;
+}
+
+static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    req_t *r = container_of(w, req_t, backoff);
+    (void)loop;
+    (void)revents;
+    bt_err_t e = start_attempt(r);
+    if (e != BT_OK)
+        deliver(r, e, 0, "cannot start the next attempt", 0);
+}
+
+/* AWS APIs say "slow down" with a 400 whose JSON __type names throttling. */
+static int aws_throttled(const req_t *r)
+{
+    json_t *root = r->buf ? json_loadb(r->buf, r->len, 0, NULL) : NULL;
+    const char *type = json_string_value(json_object_get(root, "__type"));
+    int yes = type && strstr(type, "Throttling") != NULL;
+    json_decref(root);
+    return yes;
+}
+
+/* Transport failures worth another attempt; *reached says whether the
+ * request may have got to the server (then only idempotent ones retry). */
+static int transport_retryable(CURLcode rc, int *reached)
+{
+    *reached = 1;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+        *reached = 0;
+        return 1;
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return 1;
+    default:
+        return 0; /* TLS verification, bad URL, ...: another try will not help */
+    }
+}
+
+/* One attempt ended: retry within the budget, or answer. */
+static void attempt_done(req_t *r, CURLcode rc)
+{
+    bt_http_t *h = r->h;
+    long status = 0;
+    curl_off_t ra = 0;
+    char *ctype = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &ra);
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    if (ctype)
+        r->content_type = strdup(ctype);
+    curl_multi_remove_handle(h->multi, r->easy);
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    uint64_t retry_after = ra > 0 ? (uint64_t)ra * 1000u : 0;
+
+    bt_err_t err = BT_OK;
+    int retry = 0, reached;
+    const char *error = NULL;
+    if (rc == CURLE_OK) {
+        /* a 429 (or AWS throttling) was refused before any work: always safe */
+        if (status == 429 || (status == 400 && r->o.aws_throttling && aws_throttled(r)))
+            retry = 1;
+        else if (status >= 500 && status <= 599)
+            retry = r->o.idempotent;
+    } else if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+        err = BT_E_HTTP;
+        error = "response body larger than the limit";
+    } else {
+        err = rc == CURLE_OPERATION_TIMEDOUT ? BT_E_TIMEOUT : BT_E_HTTP;
+        error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+        retry = transport_retryable(rc, &reached) && (r->o.idempotent || !reached);
+        status = 0;
+    }
+
+    if (retry && r->attempts < r->o.max_attempts && !h->closing) {
+        uint64_t delay = bt_backoff_ms(r->o.backoff_base_ms, r->o.backoff_max_ms,
+                                       r->attempts + 1, next_random(h));
+        if (retry_after > delay)
+            delay = retry_after;
+        int64_t elapsed = bt_mono_ms() - r->started_ms;
+        if (elapsed + (int64_t)delay < (int64_t)r->o.retry_budget_ms) {
+            bt_debug("http: %s %s: %s; attempt %u in %llu ms", r->method, r->url,
+                     error ? error : "retryable status", r->attempts + 1,
+                     (unsigned long long)delay);
+            h->stats.retries++;
+            ev_timer_set(&r->backoff, (double)delay / 1000., 0.);
+            ev_timer_start(h->loop, &r->backoff);
+            return;
+        }
+    }
+    deliver(r, err, status, error, retry_after);
+}
+
+static void check_done(bt_http_t *h)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(h->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURLcode rc = m->data.result; /* m is invalid once the handle is removed */
+        char *p = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &p);
+        attempt_done((req_t *)p, rc);
+    }
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bt_err_t copy_request(req_t *r, const bt_http_request_t *req)
+{
+    r->o = *req;
+    r->o.timeout_ms = req->timeout_ms ? req->timeout_ms : DEF_TIMEOUT_MS;
+    r->o.max_attempts = req->max_attempts ? req->max_attempts : DEF_ATTEMPTS;
+    r->o.retry_budget_ms = req->retry_budget_ms ? req->retry_budget_ms : DEF_BUDGET_MS;
+    r->o.backoff_base_ms = req->backoff_base_ms ? req->backoff_base_ms : DEF_BACKOFF_BASE_MS;
+    r->o.backoff_max_ms = req->backoff_max_ms ? req->backoff_max_ms : DEF_BACKOFF_MAX_MS;
+    r->o.max_body = req->max_body ? req->max_body : DEF_MAX_BODY;
+    r->method = strdup(req->method);
+    r->url = strdup(req->url);
+    r->sigv4 = dup_or_null(req->aws_sigv4);
+    r->userpwd = dup_or_null(req->userpwd);
+    if (!r->method || !r->url || (req->aws_sigv4 && !r->sigv4) || (req->userpwd && !r->userpwd))
+        return BT_E_NOMEM;
+    if (req->body) {
+        if (!(r->body = malloc(req->body_len + 1)))
+            return BT_E_NOMEM;
+        memcpy(r->body, req->body, req->body_len);
+        r->body[req->body_len] = '\0';
+    }
+    if (r->sigv4) {
+        size_t n = strlen(req->aws_access_key ? req->aws_access_key : "") +
+                   strlen(req->aws_secret_key ? req->aws_secret_key : "") + 2;
+        if (!(r->keys = malloc(n)))
+            return BT_E_NOMEM;
+        snprintf(r->keys, n, "%s:%s", req->aws_access_key ? req->aws_access_key : "",
+                 req->aws_secret_key ? req->aws_secret_key : "");
+    }
+    for (const char *const *hd = req->headers; hd && *hd; hd++) {
+        struct curl_slist *l = curl_slist_append(r->headers, *hd);
+        if (!l)
+            return BT_E_NOMEM;
+        r->headers = l;
+    }
+    /* Large bodies would get "Expect: 100-continue", one more round trip.
+     * Removing the header with "Expect:" would change what SigV4 signs, so
+     * signed requests rely on EXPECT_100_TIMEOUT_MS = 0 instead. */
+    if (!r->sigv4) {
+        struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
+        if (!l)
+            return BT_E_NOMEM;
+        r->headers = l;
+    }
+    return BT_OK;
+}
+
+bt_err_t bt_http_request(bt_http_t *h, const bt_http_request_t *req, bt_http_cb cb, void *arg)
+{
+    if (!h || !req || !req->method || !req->url || !cb || (req->body_len && !req->body))
+        return BT_E_INVAL;
+    if (h->closing)
+        return BT_E_CANCELLED;
+    req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return BT_E_NOMEM;
+    r->h = h;
+    r->cb = cb;
+    r->arg = arg;
+    bt_err_t e = copy_request(r, req);
+    if (e != BT_OK) {
+        req_free(r);
+        return e;
+    }
+    ev_timer_init(&r->backoff, on_backoff, 0., 0.);
+    r->started_ms = bt_mono_ms();
+    if ((e = start_attempt(r)) != BT_OK) {
+        req_free(r);
+        return e;
+    }
+    r->next = h->reqs;
+    if (h->reqs)
+        h->reqs->prev = r;
+    h->reqs = r;
+    h->stats.requests++;
+    h->stats.in_flight++;
+    return BT_OK;
+}
+
+bt_err_t bt_http_new(struct ev_loop *loop, const bt_http_opts_t *opts, bt_http_t **out)
+{
+    bt_http_opts_t o = opts ? *opts : (bt_http_opts_t){0};
+    if (!loop || !out)
+        return BT_E_INVAL;
+    /* reference counted by curl; paired with the cleanup in bt_http_free */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return BT_E_HTTP;
+    bt_http_t *h = calloc(1, sizeof *h);
+    if (!h)
+        goto err_global;
+    h->loop = loop;
+    h->rnd = (uint64_t)bt_mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)h;
+    if (o.ca_bundle && !(h->ca_bundle = strdup(o.ca_bundle)))
+        goto err_free;
+    if (!(h->multi = curl_multi_init()))
+        goto err_free;
+    ev_timer_init(&h->timer, on_timer, 0., 0.);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long)(o.max_connections ? o.max_connections : 8));
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long)(o.max_total ? o.max_total : 256));
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)(o.max_total ? o.max_total : 256));
+    *out = h;
+    return BT_OK;
+
+err_free:
+    free(h->ca_bundle);
+    free(h);
+err_global:
+    curl_global_cleanup();
+    return BT_E_NOMEM;
+}
+
+void bt_http_free(bt_http_t *h)
+{
+    if (!h)
+        return;
+    h->closing = 1; /* callbacks below may not queue new requests */
+    while (h->reqs) {
+        req_t *r = h->reqs;
+        if (r->easy) {
+            curl_multi_remove_handle(h->multi, r->easy);
+            curl_easy_cleanup(r->easy);
+            r->easy = NULL;
+        }
+        deliver(r, BT_E_CANCELLED, 0, "cancelled", 0);
+    }
+    curl_multi_cleanup(h->multi);
+    /* curl normally says REMOVE for each socket while cleaning up; drop
+     * whatever it did not */
+    while (h->socks) {
+        sock_t *k = h->socks;
+        h->socks = k->next;
+        ev_io_stop(h->loop, &k->io);
+        free(k);
+    }
+    ev_timer_stop(h->loop, &h->timer);
+    free(h->ca_bundle);
+    free(h);
+    curl_global_cleanup();
+}
+
+void bt_http_get_stats(const bt_http_t *h, bt_http_stats_t *out)
+{
+    *out = h ? h->stats : (bt_http_stats_t){0};
+}

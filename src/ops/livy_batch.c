@@ -1,0 +1,265 @@
+/* livy_batch: one Spark application through Livy's batch API.
+ *
+ *   submit  POST /batches {file, className, args, ..., name: run key}
+ *   poll    GET /batches/{id}/state; at `success` GET /batches/{id} for the
+ *           YARN application id; at dead|killed|error the log's tail
+ *           (GET /batches/{id}/log) becomes the error detail
+ *   cancel  DELETE /batches/{id} (404: already gone, which is what we want)
+ *   lookup  GET /batches?from=&size= pages, the batch named after the key
+ *
+ * Livy refuses a second batch with a name it already has ("Duplicate
+ * session name"), so a submission repeated after an unknown outcome adopts
+ * the first one instead of failing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "baton/log.h"
+#include "ops/livy_int.h"
+
+typedef enum { BS_RUNNING, BS_SUCCESS, BS_FAILED, BS_UNKNOWN } batch_state_t;
+
+/* Livy's batch states (SessionState): everything not final is "running". */
+static batch_state_t classify(const char *s)
+{
+    static const char *const running[] = {"not_started", "starting", "recovering", "idle",
+                                          "running",     "busy",     "shutting_down"};
+    static const char *const failed[] = {"error", "dead", "killed"};
+    for (size_t i = 0; i < sizeof running / sizeof running[0]; i++)
+        if (!strcmp(s, running[i]))
+            return BS_RUNNING;
+    for (size_t i = 0; i < sizeof failed / sizeof failed[0]; i++)
+        if (!strcmp(s, failed[i]))
+            return BS_FAILED;
+    return !strcmp(s, "success") ? BS_SUCCESS : BS_UNKNOWN;
+}
+
+/* The POST /batches body, or NULL (out of memory, or text that is not
+ * UTF-8, which JSON cannot carry). */
+static char *batch_body(const Baton__V1__LivyBatch *b, const char *name)
+{
+    json_t *o = json_object(), *conf = json_object();
+    int bad = !o || !conf || !b->file || !*b->file;
+    bad |= lv_put_str(o, "file", b->file);
+    bad |= lv_put_str(o, "className", b->class_name);
+    bad |= lv_put_strs(o, "args", b->args, b->n_args);
+    bad |= lv_put_strs(o, "jars", b->jars, b->n_jars);
+    bad |= lv_put_strs(o, "pyFiles", b->py_files, b->n_py_files);
+    bad |= lv_put_strs(o, "files", b->files, b->n_files);
+    bad |= lv_put_strs(o, "archives", b->archives, b->n_archives);
+    for (size_t i = 0; i < b->n_conf; i++)
+        bad |= json_object_set_new(conf, b->conf[i]->key, json_string(b->conf[i]->value));
+    if (b->n_conf && !bad)
+        bad |= json_object_set_new(o, "conf", conf); /* takes conf, even on failure */
+    else
+        json_decref(conf);
+    bad |= lv_put_str(o, "driverMemory", b->driver_memory);
+    bad |= lv_put_str(o, "executorMemory", b->executor_memory);
+    if (b->driver_cores)
+        bad |= json_object_set_new(o, "driverCores", json_integer(b->driver_cores));
+    if (b->executor_cores)
+        bad |= json_object_set_new(o, "executorCores", json_integer(b->executor_cores));
+    if (b->num_executors)
+        bad |= json_object_set_new(o, "numExecutors", json_integer(b->num_executors));
+    bad |= lv_put_str(o, "queue", b->queue);
+    bad |= lv_put_str(o, "proxyUser", b->proxy_user);
+    bad |= lv_put_str(o, "name", name);
+    char *s = bad ? NULL : json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static void adopt(lv_call_t *c)
+{
+    c->status = BT_OP_RUNNING;
+    lv_done(c);
+}
+
+static void on_created(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    char msg[256];
+    if (lv_trouble(c, err, res, "POST /batches"))
+        return lv_done(c);
+    if (res->status != 200 && res->status != 201) {
+        lv_refusal(res, msg, sizeof msg);
+        if (res->status == 400 && strstr(msg, "Duplicate session name")) {
+            bt_info("livy: %s: Livy has a batch of this name; adopting it", c->run_key);
+            if (lv_lookup(c, adopt) != BT_OK) {
+                lv_set(c, BT_OP_TRANSIENT, NULL, "cannot look the batch up");
+                lv_done(c);
+            }
+            return;
+        }
+        lv_set(c, BT_OP_FAILED, "rejected", "Livy refused the batch (HTTP %ld): %s",
+               res->status, msg);
+        return lv_done(c);
+    }
+    json_t *j = lv_json(c, res, "POST /batches");
+    if (!j)
+        return lv_done(c);
+    int64_t id = lv_json_id(j, "id");
+    const char *state = json_string_value(json_object_get(j, "state"));
+    if (id < 0 || !state || classify(state) == BS_UNKNOWN) {
+        lv_set(c, BT_OP_FAILED, "bad_response",
+               "POST /batches: the answer lacks an id or a known state");
+    } else {
+        c->id = id;
+        lv_set_state(c, state);
+        c->status = BT_OP_RUNNING;
+        bt_info("livy: %s: batch %lld submitted (%s)", c->run_key, (long long)id, state);
+    }
+    json_decref(j);
+    lv_done(c);
+}
+
+bt_err_t bt_livy_batch_submit(void *ctx, const bt_op_call_t *call)
+{
+    const Baton__V1__LivyBatch *b = call->spec->livy_batch;
+    if (!b)
+        return BT_E_INVAL;
+    lv_call_t *c = lv_call_new(ctx, LV_SUBMIT, 0, call);
+    if (!c)
+        return BT_E_NOMEM;
+    char *body = batch_body(b, c->run_key);
+    bt_err_t e = body ? lv_send(c, "POST", body, on_created, "/batches") : BT_E_INVAL;
+    free(body); /* the transport keeps its own copy */
+    if (e != BT_OK)
+        lv_call_abandon(c);
+    return e;
+}
+
+bt_err_t bt_livy_batch_lookup(void *ctx, const bt_op_call_t *call)
+{
+    lv_call_t *c = lv_call_new(ctx, LV_LOOKUP, 0, call);
+    if (!c)
+        return BT_E_NOMEM;
+    bt_err_t e = lv_lookup(c, adopt);
+    if (e != BT_OK)
+        lv_call_abandon(c);
+    return e;
+}
+
+/* ------------------------------------------------------------ poll */
+
+static void on_info(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    json_t *j = NULL;
+    if (err == BT_OK && res->status == 404)
+        goto out_success; /* gone already: the state said success */
+    if (lv_trouble(c, err, res, "GET /batches/{id}"))
+        return lv_done(c);
+    if (res->status == 200) {
+        if (!(j = lv_json(c, res, "GET /batches/{id}")))
+            return lv_done(c);
+        json_t *app = json_object_get(j, "appId");
+        if (app && !json_is_string(app) && !json_is_null(app)) {
+            json_decref(j);
+            lv_set(c, BT_OP_FAILED, "bad_response", "GET /batches/%lld: appId is not a string",
+                   (long long)c->id);
+            return lv_done(c);
+        }
+    }
+out_success:
+    c->status = BT_OP_SUCCESS;
+    lv_output_id(c, "livy_batch_id", c->id);
+    const char *app = json_string_value(json_object_get(j, "appId"));
+    if (app && *app)
+        lv_output(c, "app_id", app);
+    json_decref(j);
+    lv_done(c);
+}
+
+static void on_state(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    if (err == BT_OK && res->status == 404) {
+        lv_set(c, BT_OP_NOT_FOUND, NULL, "Livy no longer knows batch %lld", (long long)c->id);
+        return lv_done(c);
+    }
+    if (lv_trouble(c, err, res, "GET /batches/{id}/state"))
+        return lv_done(c);
+    if (res->status != 200) {
+        char msg[256];
+        lv_refusal(res, msg, sizeof msg);
+        lv_set(c, BT_OP_FAILED, "http_error", "GET /batches/%lld/state: HTTP %ld: %s",
+               (long long)c->id, res->status, msg);
+        return lv_done(c);
+    }
+    json_t *j = lv_json(c, res, "GET /batches/{id}/state");
+    if (!j)
+        return lv_done(c);
+    const char *state = json_string_value(json_object_get(j, "state"));
+    batch_state_t bs = state ? classify(state) : BS_UNKNOWN;
+    if (lv_json_id(j, "id") != c->id || bs == BS_UNKNOWN) {
+        lv_set(c, BT_OP_FAILED, "bad_response",
+               "GET /batches/%lld/state: %s", (long long)c->id,
+               lv_json_id(j, "id") != c->id ? "the answer is not about this batch (id)"
+               : state ? "unknown batch state"
+                       : "no state in the answer");
+        if (state)
+            lv_set_state(c, state);
+        json_decref(j);
+        return lv_done(c);
+    }
+    lv_set_state(c, state);
+    json_decref(j); /* state pointed into j */
+    switch (bs) {
+    case BS_RUNNING:
+        c->status = BT_OP_RUNNING;
+        return lv_done(c);
+    case BS_SUCCESS:
+        return lv_chain(c, "GET", NULL, on_info, "/batches/%lld", (long long)c->id);
+    default:
+        lv_set(c, BT_OP_FAILED, "remote_failed", "Livy batch %lld ended in state %s",
+               (long long)c->id, c->remote_state ? c->remote_state : "?");
+        return lv_fetch_log_then_done(c);
+    }
+}
+
+bt_err_t bt_livy_batch_poll(void *ctx, const bt_op_call_t *call)
+{
+    lv_call_t *c = lv_call_new(ctx, LV_POLL, 0, call);
+    if (!c)
+        return BT_E_NOMEM;
+    bt_err_t e = c->id < 0 ? BT_E_INVAL
+                           : lv_send(c, "GET", NULL, on_state, "/batches/%lld/state",
+                                     (long long)c->id);
+    if (e != BT_OK)
+        lv_call_abandon(c);
+    return e;
+}
+
+/* ------------------------------------------------------------ cancel */
+
+static void on_deleted(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    if (err == BT_OK && ((res->status >= 200 && res->status < 300) || res->status == 404)) {
+        c->status = BT_OP_SUCCESS;
+        lv_set_state(c, res->status == 404 ? "gone" : "killed");
+        bt_info("livy: %s: batch %lld %s", c->run_key, (long long)c->id,
+                res->status == 404 ? "was already gone" : "deleted");
+        return lv_done(c);
+    }
+    if (lv_trouble(c, err, res, "DELETE /batches/{id}"))
+        return lv_done(c);
+    char msg[256];
+    lv_refusal(res, msg, sizeof msg);
+    lv_set(c, BT_OP_FAILED, "http_error", "DELETE /batches/%lld: HTTP %ld: %s", (long long)c->id,
+           res->status, msg);
+    lv_done(c);
+}
+
+bt_err_t bt_livy_batch_cancel(void *ctx, const bt_op_call_t *call)
+{
+    lv_call_t *c = lv_call_new(ctx, LV_CANCEL, 0, call);
+    if (!c)
+        return BT_E_NOMEM;
+    if (c->id < 0) {
+        c->status = BT_OP_SUCCESS; /* nothing was started */
+        lv_done_later(c);
+        return BT_OK;
+    }
+    bt_err_t e = lv_send(c, "DELETE", NULL, on_deleted, "/batches/%lld", (long long)c->id);
+    if (e != BT_OK)
+        lv_call_abandon(c);
+    return e;
+}

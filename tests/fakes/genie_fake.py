@@ -1,0 +1,496 @@
+#!/usr/bin/python3
+"""A stateful stand-in for Netflix Genie 3's REST API (stdlib only), for the
+Genie operator tests (tests/integration/t4200_genie.py).
+
+What it follows from the published contract (netflix.github.io/genie/docs,
+the 3.x REST docs and genie-web's controllers):
+
+  POST   /api/v3/jobs                 JobRequest JSON (Content-Type
+                                      application/json); 202 + Location;
+                                      409 when the id is taken; 400 with
+                                      Spring's error body when name, user,
+                                      version, clusterCriterias or
+                                      commandCriteria is missing
+  GET    /api/v3/jobs/{id}            the job (HAL-ish)
+  GET    /api/v3/jobs/{id}/status     {"status": INIT|RUNNING|SUCCEEDED|FAILED|KILLED}
+  GET    /api/v3/jobs/{id}/output/{stdout,stderr}
+                                      text; Range (bytes=a-b, a-, -n): 206,
+                                      416 when unsatisfiable; 404 before the
+                                      job runs
+  DELETE /api/v3/jobs/{id}            202 (a finished job stays as it is)
+  POST   /api/v3/clusters             Cluster JSON; 201 + Location; 409; 400
+  GET    /api/v3/clusters/{id}        the cluster; 404
+  GET    /api/v3/clusters?name=&status=&tag=&size=
+                                      HAL page {"_embedded": {"clusterList":
+                                      [...]}, "page": {...}}; name is a SQL
+                                      LIKE pattern; no _embedded when empty
+  PATCH  /api/v3/clusters/{id}        JSON Patch (Content-Type
+                                      application/json, as Genie consumes
+                                      it; 415 otherwise); 204
+
+Job life: INIT for 100 ms, then RUNNING for the job's duration, then its
+fate. Both come from the job's tags: "fake.duration_ms:800" (default 500)
+and "fake.fate:failed|killed|invalid" (default: succeeded). A job past its
+`timeout` (seconds) is KILLED, as Genie does.
+
+Auth (every /api/ path): --auth basic:USER:PASSWORD or --token TOKEN; 401
+otherwise.
+
+Test controls (no auth):
+  POST   /_fault  {"path_prefix": "/api/v3/jobs", "method": "POST",
+                   "status": 503, "count": 2}
+                  or {"mode": "drop"|"lost"|"slow"|"garbage"|"body",
+                   "delay_ms": N, "body": "..."}; count defaults to 1, -1 is
+                  forever. drop closes the connection unanswered before doing
+                  anything; lost does the work, then closes it unanswered (an
+                  unknown outcome); slow does the work, then waits delay_ms
+                  before answering; garbage answers 200 with a body that is
+                  not JSON; body answers 200 with `body`.
+  DELETE /_fault  clears every fault
+  GET    /_stats  counters: jobs_created, job_posts, kills, kill_requests,
+                  clusters_created, cluster_posts, cluster_patches,
+                  faults_fired, requests {"METHOD /path": n}
+  GET    /_jobs, /_clusters   everything stored, by id
+
+Usage: genie_fake.py [--port N] [--auth basic:U:P] [--token T]
+prints "listening PORT" once ready.
+"""
+import argparse
+import base64
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+ACTIVE = ("INIT", "RUNNING")
+CLUSTER_STATUSES = ("UP", "OUT_OF_SERVICE", "TERMINATED")
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.jobs = {}
+        self.clusters = {}
+        self.faults = []
+        self.stats = {"jobs_created": 0, "job_posts": 0, "kills": 0, "kill_requests": 0,
+                      "clusters_created": 0, "cluster_posts": 0, "cluster_patches": 0,
+                      "faults_fired": 0, "requests": {}}
+
+    def job_status(self, j):
+        """The job's status now (lazily advanced). Call with the lock held."""
+        if j["status"] not in ACTIVE:
+            return j["status"]
+        age = (time.time() - j["created"]) * 1000
+        if j["timeout_s"] and age > j["timeout_s"] * 1000:
+            j["status"] = "KILLED"
+        elif age >= 100 + j["duration_ms"]:
+            j["status"] = j["fate"]
+        elif age >= 100:
+            j["status"] = "RUNNING"
+        return j["status"]
+
+
+def tag_value(tags, key, default):
+    for t in tags:
+        if isinstance(t, str) and t.startswith(key + ":"):
+            return t[len(key) + 1:]
+    return default
+
+
+def job_files(j):
+    """stdout and stderr of a job that has started: long enough (> 4 KiB)
+    that only a tail fits in an error detail."""
+    args = j["request"].get("commandArgs")
+    args = " ".join(args) if isinstance(args, list) else str(args or "")
+    out = "".join("stdout line %d of job %s\n" % (i, j["id"]) for i in range(300))
+    out += "ARGS: %s\nFAKE_STDOUT_END\n" % args
+    err = ""
+    if j["status"] in ("FAILED", "KILLED", "INVALID"):
+        err = "".join("stderr noise %d\n" % i for i in range(300))
+        err += "Exception: fake failure of %s\nFAKE_STDERR_END\n" % j["request"].get("name")
+    return {"stdout": out.encode(), "stderr": err.encode()}
+
+
+def like(pattern, s):
+    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, s) is not None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state = None
+    auth = None     # the exact Authorization header wanted, or None
+
+    def log_message(self, fmt, *args):
+        pass
+
+    # ------------------------------------------------------------ replies
+    def reply(self, code, body=b"", ctype="application/json", headers=()):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        if body or code not in (204,):
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def error_body(self, code, message):
+        """Spring Boot's error body, which Genie 3 answers with."""
+        reasons = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 409: "Conflict",
+                   412: "Precondition Failed", 415: "Unsupported Media Type",
+                   503: "Service Unavailable"}
+        return {"timestamp": int(time.time() * 1000), "status": code,
+                "error": reasons.get(code, "Error"),
+                "exception": "com.netflix.genie.common.exceptions.GenieException",
+                "message": message, "path": urlsplit(self.path).path}
+
+    def error(self, code, message):
+        self.reply(code, self.error_body(code, message))
+
+    def body_json(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw.decode())
+        except Exception:
+            return None
+
+    # ------------------------------------------------------------ dispatch
+    def handle_any(self, method):
+        u = urlsplit(self.path)
+        path, q = u.path, parse_qs(u.query)
+        st = self.state
+        with st.lock:
+            key = "%s %s" % (method, re.sub(r"/api/v3/(jobs|clusters)/[^/]+", r"/api/v3/\1/{id}", path))
+            st.stats["requests"][key] = st.stats["requests"].get(key, 0) + 1
+        if path.startswith("/_"):
+            return self.control(method, path)
+        fault = self.take_fault(method, path)
+        if fault and fault.get("mode") == "drop":
+            self.body_json()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if fault and fault.get("status"):
+            self.body_json()
+            return self.error(int(fault["status"]), "injected fault")
+        if fault and fault.get("mode") in ("garbage", "body"):
+            self.body_json()
+            body = fault.get("body", "<html>this is not JSON {") if fault["mode"] == "body" \
+                else "<html>this is not JSON {"
+            return self.reply(200, body)
+        if self.auth and self.headers.get("Authorization") != self.auth:
+            self.body_json()
+            return self.error(401, "Full authentication is required to access this resource")
+        self.delay = fault.get("delay_ms", 0) / 1000.0 if fault and fault.get("mode") == "slow" else 0
+        self.lost = bool(fault and fault.get("mode") == "lost")
+        m = re.fullmatch(r"/api/v3/jobs(?:/([^/]+)(/status|/output/(stdout|stderr))?)?", path)
+        if m:
+            return self.jobs(method, m.group(1) and unquote(m.group(1)), m.group(2), m.group(3))
+        m = re.fullmatch(r"/api/v3/clusters(?:/([^/]+))?", path)
+        if m:
+            return self.clusters(method, m.group(1) and unquote(m.group(1)), q)
+        self.body_json()
+        self.error(404, "no handler for %s %s" % (method, path))
+
+    def take_fault(self, method, path):
+        st = self.state
+        with st.lock:
+            for f in st.faults:
+                if f["count"] == 0:
+                    continue
+                if not path.startswith(f.get("path_prefix", "/")):
+                    continue
+                if f.get("method") and f["method"].upper() != method:
+                    continue
+                if f["count"] > 0:
+                    f["count"] -= 1
+                st.stats["faults_fired"] += 1
+                return f
+        return None
+
+    def slow_reply(self, *args, **kw):
+        """Replies after the fault's delay: the work is already done, as when
+        a real server is slow to answer."""
+        if self.delay:
+            time.sleep(self.delay)
+        if self.lost:  # the work is done, the answer never arrives
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.reply(*args, **kw)
+
+    def control(self, method, path):
+        st = self.state
+        if path == "/_fault" and method == "POST":
+            f = self.body_json()
+            if not isinstance(f, dict):
+                return self.error(400, "fault: a JSON object")
+            f.setdefault("count", 1)
+            with st.lock:
+                st.faults.append(f)
+            return self.reply(200, {"ok": True})
+        if path == "/_fault" and method == "DELETE":
+            with st.lock:
+                st.faults = []
+            return self.reply(200, {"ok": True})
+        if method != "GET":
+            return self.error(404, "unknown control")
+        with st.lock:
+            body = None
+            if path == "/_stats":
+                body = json.dumps(st.stats)
+            elif path == "/_jobs":
+                for j in st.jobs.values():
+                    st.job_status(j)
+                body = json.dumps({k: {"status": v["status"], "request": v["request"],
+                                       "killed": v["killed"]} for k, v in st.jobs.items()})
+            elif path == "/_clusters":
+                body = json.dumps(st.clusters)
+        if body is None:
+            return self.error(404, "unknown control")
+        return self.reply(200, body)
+
+    # ------------------------------------------------------------ jobs
+    def validate_job(self, r):
+        if not isinstance(r, dict):
+            return "JobRequest: a JSON object is required"
+        for k in ("name", "user", "version"):
+            if not isinstance(r.get(k), str) or not r[k].strip():
+                return "%s: must not be empty" % k
+        cc = r.get("clusterCriterias")
+        if not isinstance(cc, list) or not cc:
+            return "clusterCriterias: At least one cluster criteria is required"
+        for c in cc:
+            if not isinstance(c, dict) or not isinstance(c.get("tags"), list) or not c["tags"]:
+                return "clusterCriterias: every criteria needs tags"
+        cmd = r.get("commandCriteria")
+        if not isinstance(cmd, list) or not [t for t in cmd if isinstance(t, str) and t.strip()]:
+            return "commandCriteria: At least one valid (e.g. non-blank) command criteria is required"
+        args = r.get("commandArgs")
+        if args is not None and not (isinstance(args, str) or
+                                     (isinstance(args, list) and all(isinstance(a, str) for a in args))):
+            return "commandArgs: a list of strings"
+        if "id" in r and not isinstance(r["id"], str):
+            return "id: a string"
+        if "tags" in r and not (isinstance(r["tags"], list) and all(isinstance(t, str) for t in r["tags"])):
+            return "tags: a list of strings"
+        if "timeout" in r and (not isinstance(r["timeout"], int) or r["timeout"] < 1):
+            return "timeout: The timeout must be at least 1 second"
+        return None
+
+    def jobs(self, method, jid, sub, fname):
+        st = self.state
+        if jid is None and method == "POST":
+            if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+                self.body_json()
+                return self.error(415, "Content-Type must be application/json")
+            r = self.body_json()
+            with st.lock:
+                st.stats["job_posts"] += 1
+            bad = self.validate_job(r)
+            if bad:
+                return self.error(400, bad)
+            jid = r.get("id") or str(uuid.uuid4())
+            tags = r.get("tags") or []
+            with st.lock:
+                dup = jid in st.jobs
+                if not dup:
+                    st.jobs[jid] = {"id": jid, "request": r, "created": time.time(), "status": "INIT",
+                                "killed": False, "timeout_s": r.get("timeout") or 0,
+                                "duration_ms": int(tag_value(tags, "fake.duration_ms", "500")),
+                                "fate": tag_value(tags, "fake.fate", "succeeded").upper()}
+                    if st.jobs[jid]["fate"] not in ("SUCCEEDED", "FAILED", "KILLED", "INVALID"):
+                        st.jobs[jid]["fate"] = "SUCCEEDED"
+                    st.stats["jobs_created"] += 1
+            if dup:
+                return self.slow_reply(409, self.error_body(409, "A job with id %s already exists" % jid))
+            loc = "http://%s/api/v3/jobs/%s" % (self.headers.get("Host", "localhost"), jid)
+            return self.slow_reply(202, b"", headers=[("Location", loc)])
+        if jid is None:
+            self.body_json()
+            return self.error(404, "no job listing here")
+        self.body_json()
+        # decide under the lock, answer outside it (a slow answer must not
+        # hold up other requests)
+        with st.lock:
+            j = st.jobs.get(jid)
+            status = st.job_status(j) if j else None
+            data = None
+            if j and method == "DELETE" and sub is None:
+                st.stats["kill_requests"] += 1
+                if status in ACTIVE:
+                    j["status"], j["killed"] = "KILLED", True
+                    st.stats["kills"] += 1
+            elif j and method == "GET" and sub not in (None, "/status") and status != "INIT":
+                data = job_files(j)[fname]
+            request = dict(j["request"]) if j else None
+        if j is None:
+            return self.error(404, "No job with id %s exists" % jid)
+        if method == "DELETE" and sub is None:
+            return self.slow_reply(202, b"")
+        if method != "GET":
+            return self.error(404, "unsupported")
+        if sub is None:
+            return self.slow_reply(200, dict(request, id=jid, status=status),
+                                   ctype="application/hal+json")
+        if sub == "/status":
+            return self.slow_reply(200, {"status": status})
+        if data is None:
+            return self.error(404, "No output directory for job %s yet" % jid)
+        return self.send_file(data)
+
+    def send_file(self, data):
+        rng = self.headers.get("Range")
+        if not rng:
+            return self.reply(200, data, ctype="text/plain")
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+        if not m or (not m.group(1) and not m.group(2)):
+            return self.reply(200, data, ctype="text/plain")
+        n = len(data)
+        if m.group(1):
+            a = int(m.group(1))
+            b = min(int(m.group(2)), n - 1) if m.group(2) else n - 1
+        else:
+            a, b = max(0, n - int(m.group(2))), n - 1
+        if n == 0 or a >= n or a > b:
+            return self.reply(416, b"", ctype="text/plain",
+                              headers=[("Content-Range", "bytes */%d" % n)])
+        return self.reply(206, data[a:b + 1], ctype="text/plain",
+                          headers=[("Content-Range", "bytes %d-%d/%d" % (a, b, n))])
+
+    # ------------------------------------------------------------ clusters
+    def clusters(self, method, cid, q):
+        st = self.state
+        if cid is None and method == "POST":
+            if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+                self.body_json()
+                return self.error(415, "Content-Type must be application/json")
+            c = self.body_json()
+            with st.lock:
+                st.stats["cluster_posts"] += 1
+            if not isinstance(c, dict):
+                return self.error(400, "Cluster: a JSON object is required")
+            for k in ("name", "user", "version"):
+                if not isinstance(c.get(k), str) or not c[k].strip():
+                    return self.error(400, "%s: must not be empty" % k)
+            if c.get("status") not in CLUSTER_STATUSES:
+                return self.error(400, "status: one of %s" % ", ".join(CLUSTER_STATUSES))
+            cid = c.get("id") or str(uuid.uuid4())
+            with st.lock:
+                dup = cid in st.clusters
+                if not dup:
+                    st.clusters[cid] = dict(c, id=cid, tags=list(c.get("tags") or []),
+                                            updated=time.time())
+                    st.stats["clusters_created"] += 1
+            if dup:
+                return self.slow_reply(409, self.error_body(409, "A cluster with id %s already exists" % cid))
+            loc = "http://%s/api/v3/clusters/%s" % (self.headers.get("Host", "localhost"), cid)
+            return self.slow_reply(201, b"", headers=[("Location", loc)])
+        if cid is None and method == "GET":
+            self.body_json()
+            name = q.get("name", [None])[0]
+            statuses = set(q.get("status", []))
+            tags = set(q.get("tag", []))
+            size = int(q.get("size", ["64"])[0])
+            with st.lock:
+                found = [c for c in sorted(st.clusters.values(), key=lambda c: -c["updated"])
+                         if (name is None or like(name, c["name"]))
+                         and (not statuses or c["status"] in statuses)
+                         and tags <= set(c["tags"])]
+            page = {"size": size, "totalElements": len(found),
+                    "totalPages": (len(found) + size - 1) // size, "number": 0}
+            body = {"_links": {"self": {"href": self.path}}, "page": page}
+            if found:
+                body["_embedded"] = {"clusterList": found[:size]}
+            return self.slow_reply(200, body, ctype="application/hal+json")
+        if cid is None:
+            self.body_json()
+            return self.error(404, "unsupported")
+        if method == "PATCH":
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                self.body_json()
+                return self.error(415, "Content-Type 'application/json' is required")
+            patch = self.body_json()
+            if not isinstance(patch, list):
+                return self.error(400, "a JSON Patch is a list of operations")
+            for op in patch:
+                if not isinstance(op, dict) or op.get("op") != "replace" or \
+                        op.get("path") != "/status" or op.get("value") not in CLUSTER_STATUSES:
+                    return self.error(400, "unsupported patch operation %r" % (op,))
+            with st.lock:
+                st.stats["cluster_patches"] += 1
+                c = st.clusters.get(cid)
+                for op in patch if c else []:
+                    c["status"] = op["value"]
+                    c["updated"] = time.time()
+            if c is None:
+                return self.error(404, "No cluster with id %s exists" % cid)
+            return self.slow_reply(204, b"")
+        self.body_json()
+        if method != "GET":
+            return self.error(404, "unsupported")
+        with st.lock:
+            c = st.clusters.get(cid)
+            c = dict(c) if c else None
+        if c is None:
+            return self.error(404, "No cluster with id %s exists" % cid)
+        return self.slow_reply(200, c, ctype="application/hal+json")
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
+    def do_PATCH(self):
+        self.handle_any("PATCH")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--auth", help="basic:USER:PASSWORD")
+    ap.add_argument("--token", help="bearer token")
+    a = ap.parse_args()
+    Handler.state = State()
+    if a.auth:
+        kind, _, cred = a.auth.partition(":")
+        if kind != "basic" or ":" not in cred:
+            ap.error("--auth basic:USER:PASSWORD")
+        Handler.auth = "Basic " + base64.b64encode(cred.encode()).decode()
+    elif a.token:
+        Handler.auth = "Bearer " + a.token
+    srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    srv.daemon_threads = True
+    print("listening %d" % srv.server_address[1], flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+#!/usr/bin/python3
+"""The Genie operators end to end: three real batond nodes (harness servers
+of our own) against tests/fakes/genie_fake.py, a stateful Genie 3 stand-in
+with fault injection and counters, so a test can prove that a job was
+created exactly once across a takeover, a lost answer or a slow one.
+
+The one-leader checker of batonlib runs throughout every case.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import unittest
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from batonlib import SESSION_MS, Cluster, batonctl, free_port, psql, wait_for  # noqa: E402
+
+FAKE = os.path.join(HERE, "..", "fakes", "genie_fake.py")
+# must match genie_ns in src/ops/genie_json.c
+GENIE_NS = uuid.UUID("257cceb1-5cee-521c-a0af-33822a0b2902")
+
+
+def genie_id(cluster, kind, run_key):
+    return str(uuid.uuid5(GENIE_NS, "%s/%s/%s" % (cluster, kind, run_key)))
+
+
+class Fake:
+    def __init__(self, *args):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, FAKE, "--port", str(self.port), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening"), line
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, body=None, auth=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if auth:
+            req.add_header("Authorization", auth)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
+
+    def stats(self):
+        return self.call("GET", "/_stats")
+
+    def fault(self, **f):
+        self.call("POST", "/_fault", f)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.proc.stdout.close()
+
+
+JOB = """
+    workflow: %(wf)s
+    schedule: none
+    defaults: {retries: 0}
+    tasks:
+      - id: job
+        %(extra)s
+        genie_job:
+          name: t4200-%(wf)s
+          user: svc-baton
+          version: "1.0"
+          command_args: ["--date", "{{ run.date }}"]
+          cluster_criteria:
+            - tags: ["sched:sla", "type:yarn"]
+          command_criterion:
+            tags: ["type:spark-submit"]
+          tags: [%(tags)s]
+"""
+
+
+class Genie(unittest.TestCase):
+    auth_args = ("--auth", "basic:u:p")
+    auth_conf = "basic u:p"
+
+    def setUp(self):
+        self.fake = Fake(*self.auth_args)
+        self.c = Cluster(extra="genie:\n  url: %s\n  auth: %s\n" % (self.fake.url, self.auth_conf))
+        self.files = []
+
+    def tearDown(self):
+        try:
+            violations = self.c.stop()
+        finally:
+            self.fake.stop()  # even when the cluster never started
+        self.assertEqual(violations, [], "invariant violated")
+
+    # -------------------------------------------------------------- helpers
+    def apply(self, text):
+        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        self.files.append(path)
+        return batonctl(self.c.name, "workflow", "apply", path)
+
+    def apply_job(self, wf, tags="", extra=""):
+        self.apply(JOB % {"wf": wf, "tags": tags, "extra": extra})
+
+    def q(self, sql):
+        return psql(sql.replace("$C", "'%s'" % self.c.name))
+
+    def wait_run_done(self, wf, timeout=40):
+        def done():
+            rows = self.q("SELECT run_id, state FROM workflow_runs WHERE cluster = $C AND "
+                          "workflow_id = '%s'" % wf).splitlines()
+            return [r for r in rows if r.split("|")[1] in ("success", "failed")]
+        return wait_for(done, timeout, "a finished run of %s" % wf)[0].split("|")
+
+    def tasks(self, wf):
+        rows = self.q("SELECT task_id, attempt, state FROM task_runs WHERE cluster = $C AND "
+                      "workflow_id = '%s' ORDER BY task_id, attempt" % wf)
+        out = {}
+        for r in rows.splitlines():
+            t, a, s = r.split("|")
+            out.setdefault(t, []).append((int(a), s))
+        return out
+
+    def run_key(self, wf, task, attempt=1):
+        return self.q("SELECT run_key FROM task_runs WHERE cluster = $C AND workflow_id = '%s' "
+                      "AND task_id = '%s' AND attempt = %d" % (wf, task, attempt))
+
+    def logs(self, wf, run_id, task):
+        out = batonctl(self.c.name, "--json", "task", "logs", "%s/%s/%s" % (wf, run_id, task))
+        return json.loads(out.stdout)[-1]
+
+    def task_state(self, wf, task):
+        return self.q("SELECT state FROM task_runs WHERE cluster = $C AND workflow_id = '%s' "
+                      "AND task_id = '%s' ORDER BY attempt DESC LIMIT 1" % (wf, task))
+
+    def all_alive(self):
+        for n in self.c.nodes:
+            if n.proc.poll() is not None:
+                return False
+        return True
+
+    # -------------------------------------------------------------- cases
+    def test_01_success_outputs_and_templates(self):
+        self.c.start()
+        self.apply_job("ok", '"fake.duration_ms:300", "finance"')
+        batonctl(self.c.name, "trigger", "ok")
+        run_id, state = self.wait_run_done("ok")
+        self.assertEqual(state, "success")
+        key = self.run_key("ok", "job")
+        jid = genie_id(self.c.name, "job", key)
+        log = self.logs("ok", run_id, "job")
+        self.assertEqual(log["outputs"], {"genie_job_id": jid})
+        self.assertEqual(log["remote_state"], "SUCCEEDED")
+        jobs = self.fake.call("GET", "/_jobs")
+        self.assertEqual(list(jobs), [jid])
+        req = jobs[jid]["request"]
+        day = self.q("SELECT to_char(logical_time AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM "
+                     "workflow_runs WHERE cluster = $C AND run_id = '%s'" % run_id)
+        self.assertEqual(req["commandArgs"], ["--date", day])
+        self.assertEqual(req["clusterCriterias"], [{"tags": ["sched:sla", "type:yarn"]}])
+        self.assertEqual(req["commandCriteria"], ["type:spark-submit"])
+        self.assertIn("baton.run_key:" + key, req["tags"])
+        self.assertIn("finance", req["tags"])
+        st = self.fake.stats()
+        self.assertEqual((st["jobs_created"], st["job_posts"]), (1, 1))
+
+    def test_02_failed_job_reports_log_tails(self):
+        self.c.start()
+        self.apply_job("bad", '"fake.duration_ms:200", "fake.fate:failed"')
+        batonctl(self.c.name, "trigger", "bad")
+        run_id, state = self.wait_run_done("bad")
+        self.assertEqual(state, "failed")
+        self.assertEqual(self.tasks("bad"), {"job": [(1, "failed")]})
+        log = self.logs("bad", run_id, "job")
+        self.assertEqual(log["error_code"], "remote_failed")
+        self.assertIn("FAILED", log["error"])
+        # the ends of both files, and only the ends (a Range of 4 KiB)
+        self.assertIn("FAKE_STDERR_END", log["detail"])
+        self.assertIn("FAKE_STDOUT_END", log["detail"])
+        self.assertIn("fake failure of t4200-bad", log["detail"])
+        self.assertNotIn("stdout line 0 of", log["detail"])
+        self.assertLess(len(log["detail"]), 2 * 4096 + 200)
+
+    def test_03_takeover_polls_the_running_job(self):
+        old, _ = self.c.start()
+        self.apply_job("takeover", '"fake.duration_ms:6000"')
+        batonctl(self.c.name, "trigger", "takeover")
+        wait_for(lambda: self.task_state("takeover", "job") == "running", 20, "job running")
+        old.kill9()
+        self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        _, state = self.wait_run_done("takeover")
+        self.assertEqual(state, "success")
+        st = self.fake.stats()
+        self.assertEqual((st["jobs_created"], st["job_posts"]), (1, 1), st)
+        self.assertEqual(self.tasks("takeover"), {"job": [(1, "success")]})
+
+    def test_04_slow_submit_then_takeover_adopts_by_lookup(self):
+        old, _ = self.c.start()
+        # Genie takes the job at once but answers 4 s later; the leader dies
+        # in between, with the attempt still `submitting`
+        self.fake.fault(method="POST", path_prefix="/api/v3/jobs", mode="slow", delay_ms=4000)
+        self.apply_job("slow", '"fake.duration_ms:500"')
+        batonctl(self.c.name, "trigger", "slow")
+        wait_for(lambda: self.fake.stats()["jobs_created"] == 1, 20, "the job created")
+        self.assertEqual(self.task_state("slow", "job"), "submitting")
+        old.kill9()
+        new, _ = self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        _, state = self.wait_run_done("slow")
+        self.assertEqual(state, "success")
+        st = self.fake.stats()
+        self.assertEqual((st["jobs_created"], st["job_posts"]), (1, 1), st)
+        self.assertGreaterEqual(st["requests"].get("GET /api/v3/jobs/{id}/status", 0), 2)
+        self.assertIn("adopting", new.logtext())
+
+    def test_05_503_twice_then_accepted(self):
+        self.c.start()
+        self.fake.fault(method="POST", path_prefix="/api/v3/jobs", status=503, count=2)
+        self.apply_job("flaky", '"fake.duration_ms:200"')
+        batonctl(self.c.name, "trigger", "flaky")
+        _, state = self.wait_run_done("flaky")
+        self.assertEqual(state, "success")
+        st = self.fake.stats()
+        # two answered 503 by the fault, the third taken: one job
+        self.assertEqual((st["jobs_created"], st["requests"]["POST /api/v3/jobs"],
+                          st["faults_fired"]), (1, 3, 2), st)
+
+    def test_06_lost_answer_is_resent_and_409_adopted(self):
+        self.c.start()
+        # the job is created but the answer never arrives: the transport sends
+        # the POST again, Genie says 409 for our id, and we adopt the job
+        self.fake.fault(method="POST", path_prefix="/api/v3/jobs", mode="lost")
+        self.apply_job("lost", '"fake.duration_ms:200"')
+        batonctl(self.c.name, "trigger", "lost")
+        _, state = self.wait_run_done("lost")
+        self.assertEqual(state, "success")
+        st = self.fake.stats()
+        self.assertEqual((st["jobs_created"], st["job_posts"]), (1, 2), st)
+        self.assertTrue(any("already exists: adopting" in n.logtext() for n in self.c.nodes))
+
+    def test_07_timeout_kills_the_job(self):
+        self.c.start()
+        self.apply_job("hang", '"fake.duration_ms:60000"', extra="timeout: 2s")
+        batonctl(self.c.name, "trigger", "hang")
+        _, state = self.wait_run_done("hang")
+        self.assertEqual(state, "failed")
+        self.assertEqual(self.tasks("hang"), {"job": [(1, "timed_out")]})
+        st = self.fake.stats()
+        self.assertEqual(st["kills"], 1, st)
+        jobs = self.fake.call("GET", "/_jobs")
+        self.assertEqual([j["status"] for j in jobs.values()], ["KILLED"])
+
+    def test_08_malformed_status_fails_with_bad_response(self):
+        self.c.start()
+        self.fake.fault(method="GET", path_prefix="/api/v3/jobs/", mode="garbage", count=-1)
+        self.apply_job("garbage", '"fake.duration_ms:200"')
+        batonctl(self.c.name, "trigger", "garbage")
+        run_id, state = self.wait_run_done("garbage")
+        self.assertEqual(state, "failed")
+        log = self.logs("garbage", run_id, "job")
+        self.assertEqual(log["error_code"], "bad_response")
+        self.assertIn("not JSON", log["error"])
+        # the daemons are fine and keep working
+        self.assertTrue(self.all_alive())
+        self.fake.call("DELETE", "/_fault")
+        self.apply_job("after", '"fake.duration_ms:200"')
+        batonctl(self.c.name, "trigger", "after")
+        self.assertEqual(self.wait_run_done("after")[1], "success")
+        self.assertTrue(self.all_alive())
+
+    def test_09_register_cluster_then_teardown(self):
+        self.c.start()
+        auth = "Basic dTpw"  # u:p
+        # not ours (no baton.cluster tag), and ours under a name that only
+        # matches as a LIKE pattern: both must stay UP
+        self.fake.call("POST", "/api/v3/clusters", {"id": "human", "name": "analytics_tmp",
+                                                    "user": "x", "version": "1", "status": "UP",
+                                                    "tags": ["emr.cluster_id:j-T4200"]}, auth)
+        self.fake.call("POST", "/api/v3/clusters",
+                       {"id": "lookalike", "name": "analyticsXtmp", "user": "x", "version": "1",
+                        "status": "UP", "tags": ["emr.cluster_id:j-T4200", "type:yarn",
+                                                 "baton.cluster:" + self.c.name]}, auth)
+        self.apply("""
+            workflow: cl
+            schedule: none
+            defaults: {retries: 0}
+            tasks:
+              - id: register
+                genie_register_cluster:
+                  name: analytics_tmp
+                  user: svc-baton
+                  version: emr-6.15.0
+                  emr_cluster_id: j-T4200
+                  tags: ["type:yarn"]
+              - id: teardown
+                depends_on: [register]
+                trigger_rule: all_done
+                genie_register_cluster:
+                  name: analytics_tmp
+                  user: svc-baton
+                  version: emr-6.15.0
+                  emr_cluster_id: j-T4200
+                  tags: ["type:yarn"]
+                  status: TERMINATED
+                  teardown_status: TERMINATED
+        """)
+        batonctl(self.c.name, "trigger", "cl")
+        run_id, state = self.wait_run_done("cl")
+        self.assertEqual(state, "success")
+        cid = genie_id(self.c.name, "cluster", self.run_key("cl", "register"))
+        self.assertEqual(self.logs("cl", run_id, "register")["outputs"], {"genie_cluster_id": cid})
+        self.assertEqual(self.logs("cl", run_id, "teardown")["outputs"], {"genie_cluster_id": cid})
+        cl = self.fake.call("GET", "/_clusters")
+        self.assertEqual({k: v["status"] for k, v in cl.items()},
+                         {cid: "TERMINATED", "human": "UP", "lookalike": "UP"})
+        self.assertIn("emr.cluster_id:j-T4200", cl[cid]["tags"])
+        st = self.fake.stats()
+        self.assertEqual((st["clusters_created"], st["cluster_patches"]), (3, 1), st)
+
+
+class GenieBearer(Genie):
+    """The same operators with a bearer token: one success is enough."""
+    auth_args = ("--token", "t0k3n")
+    auth_conf = "bearer t0k3n"
+
+
+def load_tests(loader, tests, pattern):
+    suite = unittest.TestSuite()
+    suite.addTests(loader.loadTestsFromTestCase(Genie))
+    suite.addTest(GenieBearer("test_01_success_outputs_and_templates"))
+    return suite
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

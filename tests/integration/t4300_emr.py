@@ -1,0 +1,465 @@
+#!/usr/bin/python3
+"""The EMR operators end to end: three real batond nodes (harness servers of
+our own) against tests/fakes/emr_fake.py, a stateful EMR stand-in that
+verifies every SigV4 signature for real, serves IMDSv2, injects faults and
+counts what was created, so a test can prove that a cluster or a step was
+created exactly once across a takeover, a lost answer or throttling.
+
+The one-leader checker of batonlib runs throughout every case.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from batonlib import SESSION_MS, Cluster, batonctl, psql, wait_for  # noqa: E402
+
+FAKE = os.path.join(HERE, "..", "fakes", "emr_fake.py")
+AK, SK = "AKIAT4300EXAMPLE", "t4300/secret+key=="
+
+
+class Fake:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--access-key", AK,
+                                      "--secret-key", SK, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening"), line
+        self.port = int(line.split()[1])
+        self.imds = int(self.proc.stdout.readline().split()[1]) if "--imds-port" in args else None
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read() or b"null")
+
+    def stats(self):
+        return self.call("GET", "/_stats")
+
+    def last(self, op):
+        return self.call("GET", "/_last").get(op)
+
+    def clusters(self):
+        return self.call("GET", "/_clusters")
+
+    def fault(self, **f):
+        self.call("POST", "/_fault", f)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+        self.proc.stdout.close()
+
+
+# appended to the line of a key of emr_create_cluster (18 spaces in, as the
+# workflow texts below are written)
+GROUPS = ("\n" + " " * 18 + "instance_groups:\n" + " " * 20 +
+          "- {name: master, role: MASTER, instance_type: m5.xlarge, instance_count: 1}\n" +
+          " " * 20 + "- {name: core, role: CORE, instance_type: m5.xlarge, instance_count: 2}")
+
+
+class Emr(unittest.TestCase):
+    def setUp(self):
+        self.fake = None
+        self.c = None
+        self.files = []
+
+    def tearDown(self):
+        violations = self.c.stop() if self.c else []
+        if self.fake:
+            self.fake.stop()
+        self.assertEqual(violations, [], "invariant violated")
+
+    # -------------------------------------------------------------- helpers
+    def start(self, *fake_args, env=None, extra=""):
+        self.fake = Fake(*fake_args)
+        e = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
+             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+             "BATON_EMR_POLL_INTERVAL_MS": "200"}
+        e.update(env or {})
+        extra = extra.replace("{imds}", str(self.fake.imds))
+        self.c = Cluster(extra="emr:\n  endpoint: http://127.0.0.1:%d\n  region: us-east-1\n%s"
+                               % (self.fake.port, extra), env=e)
+        return self.c.start()
+
+    def apply(self, text):
+        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        self.files.append(path)
+        return batonctl(self.c.name, "workflow", "apply", path)
+
+    def q(self, sql):
+        return psql(sql.replace("$C", "'%s'" % self.c.name))
+
+    def trigger(self, wf):
+        batonctl(self.c.name, "trigger", wf)
+        return wait_for(lambda: self.q("SELECT run_id FROM workflow_runs WHERE cluster = $C AND "
+                                       "workflow_id = '%s'" % wf), 20, "a run of " + wf)
+
+    def wait_done(self, wf, timeout=45):
+        def done():
+            s = self.q("SELECT state FROM workflow_runs WHERE cluster = $C AND workflow_id = '%s'"
+                       % wf)
+            return s if s in ("success", "failed") else None
+        return wait_for(done, timeout, "run of %s to finish" % wf)
+
+    def task(self, wf, run, task):
+        """the last attempt of a task, from batonctl task logs"""
+        out = batonctl(self.c.name, "--json", "task", "logs", "%s/%s/%s" % (wf, run, task)).stdout
+        return json.loads(out)[-1]
+
+    def alive(self):
+        return any(n.status() for n in self.c.nodes)
+
+    # -------------------------------------------------------------- cases
+    def test_01_cluster_step_terminate(self):
+        self.start()
+        self.apply("""
+            workflow: flow
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: "t4300-flow-{{ run.date }}"
+                  release_label: emr-6.15.0
+                  applications: [Spark, Hadoop]
+                  keep_alive_when_no_steps: true
+                  wait_until_ready: true
+                  auto_termination_idle: 1h
+                  service_role: EMR_DefaultRole
+                  job_flow_role: EMR_EC2_DefaultRole
+                  log_uri: s3://logs/t4300/
+                  configurations:
+                    - Classification: spark-defaults
+                      Properties: {spark.sql.adaptive.enabled: "true"}
+                  bootstrap_actions:
+                    - {name: deps, path: s3://b/boot.sh, args: [--x, "1"]}
+                  tags: {team: data-eng}%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: transform
+                  args: [spark-submit, s3://b/job.py, "{{ run.date }}"]
+                  wait_for_completion: true
+              - id: sensor
+                depends_on: [step]
+                emr_wait_step:
+                  cluster_id: "{{ tasks.step.cluster_id }}"
+                  step_id: "{{ tasks.step.step_id }}"
+                  poll_interval: 1s
+              - id: ready
+                depends_on: [create]
+                emr_wait_cluster: {cluster_id: "{{ tasks.create.cluster_id }}"}
+              - id: terminate
+                depends_on: [sensor, ready]
+                trigger_rule: all_done
+                emr_terminate_cluster:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+        """ % GROUPS)
+        run = self.trigger("flow")
+        self.assertEqual(self.wait_done("flow"), "success")
+        st = self.fake.stats()
+        self.assertEqual((st["RunJobFlow"], st["AddJobFlowSteps"], st["TerminateJobFlows"]), (1, 1, 1))
+        self.assertEqual(st["auth_failures"], {}, "every request was signed right")
+        create, step = self.task("flow", run, "create"), self.task("flow", run, "step")
+        cid = create["outputs"]["cluster_id"]
+        self.assertEqual(create["remote_state"], "WAITING")
+        self.assertEqual(step["outputs"], {"cluster_id": cid, "step_id": step["outputs"]["step_id"]})
+        self.assertEqual(self.task("flow", run, "sensor")["outputs"], {"state": "COMPLETED"})
+        self.assertEqual(self.task("flow", run, "ready")["outputs"]["state"], "WAITING")
+        # what went over the wire
+        req = self.fake.last("RunJobFlow")
+        self.assertIn({"Key": "baton:run-key", "Value": "flow/%s/create/1" % run}, req["Tags"])
+        self.assertIn({"Key": "team", "Value": "data-eng"}, req["Tags"])
+        self.assertEqual(req["Configurations"], [{"Classification": "spark-defaults", "Properties":
+                                                  {"spark.sql.adaptive.enabled": "true"}}])
+        self.assertEqual(req["Instances"]["InstanceGroups"][1],
+                         {"Name": "core", "InstanceRole": "CORE", "InstanceType": "m5.xlarge",
+                          "InstanceCount": 2})
+        self.assertTrue(req["Instances"]["KeepJobFlowAliveWhenNoSteps"])
+        self.assertEqual(req["AutoTerminationPolicy"], {"IdleTimeout": 3600})
+        self.assertEqual(req["BootstrapActions"][0]["ScriptBootstrapAction"],
+                         {"Path": "s3://b/boot.sh", "Args": ["--x", "1"]})
+        self.assertEqual((req["VisibleToAllUsers"], req["Applications"]),
+                         (True, [{"Name": "Spark"}, {"Name": "Hadoop"}]))
+        s = self.fake.last("AddJobFlowSteps")
+        self.assertEqual(s["JobFlowId"], cid)
+        self.assertEqual(s["Steps"][0]["Name"], "transform [flow/%s/step/1]" % run)
+        self.assertEqual(s["Steps"][0]["ActionOnFailure"], "CONTINUE")
+        self.assertEqual(s["Steps"][0]["HadoopJarStep"]["Jar"], "command-runner.jar")
+        self.assertEqual(self.fake.last("TerminateJobFlows"), {"JobFlowIds": [cid]})
+        wait_for(lambda: self.fake.clusters()[0]["Status"]["State"] == "TERMINATED", 5,
+                 "the cluster to terminate")
+
+    def test_02_wrong_secret_is_recorded(self):
+        self.start(env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"})
+        self.apply("""
+            workflow: badkey
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-badkey
+                  release_label: emr-6.15.0%s
+        """ % GROUPS)
+        run = self.trigger("badkey")
+        self.assertEqual(self.wait_done("badkey"), "failed")
+        t = self.task("badkey", run, "create")
+        self.assertEqual((t["state"], t["error_code"]), ("failed", "InvalidSignatureException"))
+        self.assertIn("signature we calculated does not match", t["error"])
+        st = self.fake.stats()
+        self.assertEqual(st["RunJobFlow"], 0)
+        self.assertGreaterEqual(st["auth_failures"]["InvalidSignatureException"], 1)
+
+    def test_03_session_token_and_failures_recorded(self):
+        self.start("--session-token", "FwoG/t4300+session=token",
+                   env={"AWS_SESSION_TOKEN": "FwoG/t4300+session=token"})
+        self.apply("""
+            workflow: fails
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-fails
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: doomed
+                  action_on_failure: CONTINUE
+                  args: [spark-submit, "fake:fail"]
+                  wait_for_completion: true
+              - id: hang
+                depends_on: [create]
+                timeout: 2s
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: hangs
+                  args: [spark-submit, "fake:sleep=60"]
+                  wait_for_completion: true
+              - id: broken
+                emr_create_cluster:
+                  name: t4300-broken
+                  release_label: emr-6.15.0
+                  wait_until_ready: true
+                  tags: {"fake:fate": fail}%s
+              - id: invalid
+                emr_create_cluster:
+                  name: t4300-invalid
+                  release_label: emr-6.15.0
+                  instance_groups:
+                    - {role: MASTER, instance_type: m5.xlarge, instance_count: 0}
+        """ % (GROUPS, GROUPS))
+        run = self.trigger("fails")
+        self.assertEqual(self.wait_done("fails"), "failed")
+        self.assertEqual(self.fake.stats()["auth_failures"], {}, "the token was sent and signed")
+        step = self.task("fails", run, "step")
+        # (remote_state is the handle's, written while running: the dispatcher
+        # keeps the final state in the error record)
+        self.assertEqual((step["state"], step["error_code"]), ("failed", "step_failed"))
+        self.assertIn("is FAILED", step["error"])
+        self.assertIn("Unknown Error.", step["detail"])
+        self.assertIn("s3://fake-logs/", step["detail"])
+        broken = self.task("fails", run, "broken")
+        self.assertEqual(broken["error_code"], "cluster_terminated")
+        self.assertIn("is TERMINATED_WITH_ERRORS", broken["error"])
+        self.assertIn("BOOTSTRAP_FAILURE", broken["detail"])
+        # a timeout cancels the step on EMR
+        self.assertEqual(self.task("fails", run, "hang")["state"], "timed_out")
+        self.assertEqual(self.fake.stats()["CancelSteps"], 1)
+        def hung():
+            return [(c["Id"], s) for c in self.fake.clusters() for s in c["Steps"]
+                    if s["Name"].startswith("hangs")][0]
+        cid, step = hung()
+        self.assertEqual(self.fake.last("CancelSteps"),
+                         {"ClusterId": cid, "StepIds": [step["Id"]],
+                          "StepCancellationOption": "SEND_INTERRUPT"})
+        wait_for(lambda: hung()[1]["Status"]["State"] == "CANCELLED" or None, 5,
+                 "the step to be cancelled")
+        invalid = self.task("fails", run, "invalid")
+        self.assertEqual(invalid["error_code"], "ValidationException")
+        self.assertIn("instanceCount", invalid["error"])
+
+    def takeover(self, op, flow):
+        old, _ = self.start()
+        self.fake.fault(op=op, mode="slow", delay_ms=6000)
+        self.apply(flow)
+        run = self.trigger("takeover")
+        wait_for(lambda: self.fake.stats()[op] == 1 or None, 20, op + " to reach EMR")
+        old.kill9()
+        new, _ = self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        self.assertEqual(self.wait_done("takeover"), "success")
+        self.assertEqual(self.fake.stats()[op], 1, "submitted twice")
+        self.assertIn("adopted", new.logtext())
+        return run
+
+    def test_04_takeover_during_run_job_flow_adopts_by_tag(self):
+        run = self.takeover("RunJobFlow", """
+            workflow: takeover
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-takeover
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true
+                  wait_until_ready: true%s
+        """ % GROUPS)
+        t = self.task("takeover", run, "create")
+        self.assertEqual(t["outputs"]["cluster_id"], self.fake.clusters()[0]["Id"])
+        calls = self.fake.stats()["calls"]
+        self.assertGreaterEqual(calls["ListClusters"], 1)
+        self.assertGreaterEqual(calls["DescribeCluster"], 1)
+
+    def test_05_takeover_during_add_job_flow_steps_adopts_by_name(self):
+        run = self.takeover("AddJobFlowSteps", """
+            workflow: takeover
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-takeover-steps
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: once
+                  args: [spark-submit, s3://b/job.py]
+                  wait_for_completion: true
+        """ % GROUPS)
+        t = self.task("takeover", run, "step")
+        steps = self.fake.clusters()[0]["Steps"]
+        self.assertEqual([s["Id"] for s in steps], [t["outputs"]["step_id"]])
+        self.assertGreaterEqual(self.fake.stats()["calls"]["ListSteps"], 1)
+
+    def test_06_lost_answer_throttling_and_garbage(self):
+        self.start()
+        # RunJobFlow done but its answer lost: looked up, adopted, not redone
+        self.fake.fault(op="RunJobFlow", mode="lost")
+        # AddJobFlowSteps throttled twice: the transport retries it
+        self.fake.fault(op="AddJobFlowSteps", mode="throttle", count=2)
+        self.apply("""
+            workflow: faults
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-faults
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: throttled
+                  args: [spark-submit, s3://b/job.py]
+        """ % GROUPS)
+        run = self.trigger("faults")
+        self.assertEqual(self.wait_done("faults"), "success")
+        st = self.fake.stats()
+        self.assertEqual((st["RunJobFlow"], st["AddJobFlowSteps"]), (1, 1))
+        self.assertEqual(st["calls"]["AddJobFlowSteps"], 3)
+        self.assertEqual(self.task("faults", run, "create")["outputs"]["cluster_id"],
+                         self.fake.clusters()[0]["Id"])
+        # a malformed answer fails the task with the reason; the daemon lives
+        self.fake.fault(op="RunJobFlow", mode="garbage")
+        self.fake.fault(op="DescribeCluster", mode="body",
+                        body='{"Cluster": {"Id": "j-X", "Status": {"State": "EXPLODING"}}}')
+        self.apply("""
+            workflow: garbage
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-garbage
+                  release_label: emr-6.15.0%s
+              - id: sensor
+                emr_wait_cluster: {cluster_id: "%s"}
+        """ % (GROUPS, self.fake.clusters()[0]["Id"]))
+        run = self.trigger("garbage")
+        self.assertEqual(self.wait_done("garbage"), "failed")
+        for task, what in (("create", "not a JSON object"), ("sensor", "EXPLODING")):
+            t = self.task("garbage", run, task)
+            self.assertEqual((t["state"], t["error_code"]), ("failed", "bad_response"))
+            self.assertIn(what, t["error"])
+        self.assertTrue(self.alive())
+
+    def test_07_credentials_from_imds(self):
+        self.start("--session-token", "imds/session+token", "--imds-port", "0",
+                   "--imds-expiry-s", "4",
+                   env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                        "AWS_EC2_METADATA_DISABLED": ""},
+                   extra="aws:\n  imds_endpoint: http://127.0.0.1:{imds}\n")
+        self.apply("""
+            workflow: imds
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-imds
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true
+                  wait_until_ready: true%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: slow
+                  args: [spark-submit, "fake:sleep=3"]
+                  wait_for_completion: true
+        """ % GROUPS)
+        self.trigger("imds")
+        self.assertEqual(self.wait_done("imds"), "success")
+        st = self.fake.stats()
+        self.assertEqual(st["auth_failures"], {})
+        self.assertEqual(st["RunJobFlow"], 1)
+        # keys living 4 s are fetched again halfway, the IMDS token is reused
+        self.assertGreaterEqual(st["imds"]["role_creds"], 2)
+        self.assertLessEqual(st["imds"]["token"], 3)
+        logs = "".join(n.logtext() for n in self.c.nodes)
+        self.assertIn("credentials from imds baton-test-role", logs)
+        self.assertNotIn(SK, logs, "a secret reached the log")
+        self.assertNotIn("imds/session+token", logs, "a token reached the log")
+
+    def test_08_credentials_from_the_shared_file(self):
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "t4300-credentials-%d" % os.getpid())
+        with open(path, "w") as f:
+            f.write("# not these\n[default]\naws_access_key_id = AKIAWRONG\n"
+                    "aws_secret_access_key = wrong\n\n"
+                    "[profile t4300]\n; the config file's spelling is accepted too\n"
+                    "aws_access_key_id=%s\n  aws_secret_access_key =  %s  \n" % (AK, SK))
+        self.addCleanup(os.unlink, path)
+        self.start(env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                        "AWS_SHARED_CREDENTIALS_FILE": path, "AWS_PROFILE": "t4300"})
+        self.apply("""
+            workflow: profile
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-profile
+                  release_label: emr-6.15.0%s
+        """ % GROUPS)
+        run = self.trigger("profile")
+        self.assertEqual(self.wait_done("profile"), "success")
+        self.assertEqual(self.fake.stats()["auth_failures"], {})
+        self.assertTrue(self.task("profile", run, "create")["outputs"]["cluster_id"])
+        self.assertIn("credentials from profile t4300", self.c.nodes[0].logtext() +
+                      self.c.nodes[1].logtext() + self.c.nodes[2].logtext())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
