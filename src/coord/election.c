@@ -24,6 +24,7 @@ typedef struct handoff_req {
     int present;
     int64_t czxid;
     char to[128];
+    int64_t deadline_ms;  /* --to: give up waiting for the line to yield */
 } handoff_req_t;
 
 struct bt_coord {
@@ -78,6 +79,7 @@ static void co_check_position(bt_coord_t *co);
 static void co_join(bt_coord_t *co);
 static void co_step_down(bt_coord_t *co, const char *reason, int rejoin);
 static void co_watch_handoff(bt_coord_t *co);
+static void co_handle_handoff(bt_coord_t *co);
 static void co_verify_leadership(bt_coord_t *co);
 
 const char *bt_role_name(bt_role_t role)
@@ -375,6 +377,8 @@ static void co_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     if (++co->beats % 4 == 0)
         co_check_zone_preference(co);
+    if (co->handoff.present && co->handoff.to[0] && bt_mono_ms() >= co->handoff.deadline_ms)
+        co_handle_handoff(co); /* a --to handoff whose line never moved: refuse it */
     zreq_t *r = zreq(co);
     if (r && bt_store_leader_heartbeat(co->store, co->epoch, on_heartbeat, r) == BT_OK) {
         co->heartbeat_inflight = 1;
@@ -837,6 +841,7 @@ static void on_handoff_data(int rc, const char *value, int len, const struct Sta
         const char *to = o ? json_string_value(json_object_get(o, "to")) : NULL;
         co->handoff.present = 1;
         co->handoff.czxid = stat->czxid;
+        co->handoff.deadline_ms = bt_mono_ms() + 10000;
         snprintf(co->handoff.to, sizeof co->handoff.to, "%s", to ? to : "");
         json_decref(o);
     }
@@ -870,6 +875,19 @@ static void co_watch_handoff(bt_coord_t *co)
     free(r);
 }
 
+static void on_handoff_line_watch(zhandle_t *zh, int type, int state, const char *path,
+                                  void *ctx)
+{
+    bt_coord_t *co = watch_owner(zh, type, ctx);
+    (void)state;
+    (void)path;
+    if (co && co->role == BT_ROLE_LEADING && co->handoff.present && co->handoff.to[0])
+        co_handle_handoff(co);
+}
+
+/* A --to handoff: step down only once the target is next in line, i.e.
+ * every candidate that was ahead of it has yielded. Stepping down earlier
+ * would race them: one that had not yet read the request would claim. */
 static void on_handoff_targets(int rc, const struct String_vector *names,
                                const struct Stat *stat, const void *data)
 {
@@ -877,15 +895,30 @@ static void on_handoff_targets(int rc, const struct String_vector *names,
     (void)stat;
     if (!co || co->role != BT_ROLE_LEADING || !co->handoff.present)
         return;
-    for (int i = 0; rc == ZOK && i < names->count; i++) {
+    const char *mine = strrchr(co->candidate, '/');
+    unsigned long long target = 0;
+    int found = 0, ahead = 0;
+    for (int i = 0; rc == ZOK && i < names->count; i++)
         if (candidate_is(names->data[i], co->handoff.to)) {
-            bt_info("coord: planned handoff requested to %s", co->handoff.to);
-            co_step_down(co, "planned handoff", 1);
-            return;
+            target = seq_of(names->data[i]);
+            found = 1;
         }
+    for (int i = 0; found && i < names->count; i++)
+        if (seq_of(names->data[i]) < target && !(mine && !strcmp(names->data[i], mine + 1)))
+            ahead++;
+    if (found && ahead == 0) {
+        bt_info("coord: planned handoff requested to %s", co->handoff.to);
+        co_step_down(co, "planned handoff", 1);
+        return;
     }
-    bt_warn("coord: refusing handoff to %s: not a candidate (unknown, down or drained)",
-            co->handoff.to);
+    if (found && bt_mono_ms() < co->handoff.deadline_ms) {
+        bt_debug("coord: handoff to %s: %d candidate(s) still ahead of it", co->handoff.to,
+                 ahead);
+        return; /* the line watch brings us back when they yield */
+    }
+    bt_warn("coord: refusing handoff to %s: %s", co->handoff.to,
+            found ? "the candidates ahead of it did not yield in time"
+                  : "not a candidate (unknown, down or drained)");
     co_clear_fulfilled_handoff(co);
 }
 
@@ -905,10 +938,12 @@ static void co_handle_handoff(bt_coord_t *co)
             return;
         }
         if (co->handoff.to[0]) {
-            /* only to a node that is in line: check before stepping down */
+            /* only to a node that is in line, and only once it is next:
+             * watch the line until then */
             zreq_t *r = zreq(co);
-            if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0,
-                                        on_handoff_targets, r) == ZOK)
+            if (r && zoo_awget_children2(bt_zk_handle(co->zk), co->p_election,
+                                         on_handoff_line_watch, co, on_handoff_targets,
+                                         r) == ZOK)
                 return;
             free(r);
             return;

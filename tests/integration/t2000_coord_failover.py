@@ -140,6 +140,22 @@ class T2000Failover(unittest.TestCase):
             wait_for(lambda: not self.c.handoff_pending(), 5, "the handoff to %s" % target.name)
             new, _ = self.c.wait_leader(2)
             self.assertEqual(new.name, target.name)
+        # to the node at the back of the line: the ones ahead of it must yield
+        # before the leader steps down, or one of them would claim first
+        # (freezing the node in between makes it slow to read the request,
+        # the way a loaded machine does)
+        by_name = {n.name: n for n in self.c.nodes}
+        for _ in range(4):
+            line = sorted(self.c.zk.get_children(self.c.base + "/election"),
+                          key=lambda n: n.rsplit("_", 1)[1])
+            middle, last = line[1].split("_")[2], line[-1].split("_")[2]
+            by_name[middle].signal(signal.SIGSTOP)
+            self.c.request_handoff(last)
+            time.sleep(0.5)
+            by_name[middle].signal(signal.SIGCONT)
+            wait_for(lambda: not self.c.handoff_pending(), 10, "the handoff to %s" % last)
+            new, _ = self.c.wait_leader(3)
+            self.assertEqual(new.name, last)
 
     def test_08b_handoff_to_unknown_node_refused(self):
         old, st = self.c.start()
