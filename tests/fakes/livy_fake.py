@@ -441,11 +441,17 @@ class Server(ThreadingHTTPServer):
 
 
 def main():
-    args = sys.argv[1:]
-    port = int(args[args.index("--port") + 1]) if "--port" in args else 0
+    import argparse
+    ap = argparse.ArgumentParser(description="A stateful stand-in for Apache Livy's REST API.")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--csrf", action="store_true",
+                    help="POST/DELETE need X-Requested-By (livy.server.csrf-protection)")
+    ap.add_argument("--auth", metavar="USER:PASS", help="require HTTP basic auth")
+    a = ap.parse_args()
+    port = a.port
     Handler.livy = Livy()
-    Handler.csrf = "--csrf" in args
-    Handler.auth = args[args.index("--auth") + 1] if "--auth" in args else None
+    Handler.csrf = a.csrf
+    Handler.auth = a.auth
     srv = Server(("127.0.0.1", port), Handler)
     print("listening %d" % srv.server_address[1], flush=True)
     try:
