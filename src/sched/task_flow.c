@@ -94,7 +94,10 @@ static void on_written(bt_err_t err, const char *detail, void *arg)
 }
 
 /* Sends `rec` (a modified copy of t->cur) as a transition from t's state. */
-static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
+/* Sends `rec` as a transition from `from` (t's state, or the state an
+ * earlier write of this turn moves it to). */
+static void write_task_from(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
+                            bt_task_run_t *rec)
 {
     inflight_t *f = bt_disp_inflight(d, t, K_WRITE);
     if (!f) {
@@ -103,7 +106,7 @@ static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
     }
     f->rec = rec;
     t->pending++;
-    bt_err_t e = bt_store_task_transition(d->o.store, d->epoch, t->cur->state, rec, on_written, f);
+    bt_err_t e = bt_store_task_transition(d->o.store, d->epoch, from, rec, on_written, f);
     if (e != BT_OK) {
         t->pending--;
         f->rec = NULL;
@@ -111,6 +114,11 @@ static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
         bt_disp_inflight_done(f);
         bt_disp_reload(d, bt_strerror(e));
     }
+}
+
+static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
+{
+    write_task_from(d, t, t->cur->state, rec);
 }
 
 static bt_task_run_t *next_state(task_t *t, Baton__V1__TaskState s)
@@ -465,7 +473,17 @@ void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
             }
         d->lag_cb(now - eligible, now - (ended < eligible ? ended : eligible), d->lag_arg);
     }
+    /* The slot is ours and nothing else stands between queued and the
+     * write-ahead: both transitions go into this turn's transaction, each
+     * a compare-and-set of its own (the second from queued). The operator
+     * is still called only once `submitting` has committed. */
+    bt_task_run_t *sub = bt_task_run_copy(rec);
     write_task(d, t, rec);
+    if (sub) {
+        sub->state = S(SUBMITTING);
+        sub->started_ms = now;
+        write_task_from(d, t, S(QUEUED), sub);
+    }
 }
 
 static void wake_at(int64_t *wake, int64_t when)
