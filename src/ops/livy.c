@@ -1,7 +1,7 @@
 /* The Livy operator family: its constructor, the life of one operator call
  * and the pieces both operators use (requests, answers, lookup by name,
- * log tails). The operators themselves are in livy_batch.c and
- * livy_statement.c.
+ * submission, adoption, deletion, log tails). The operators themselves are
+ * in livy_batch.c and livy_statement.c.
  *
  * A call owes the dispatcher exactly one answer. It is answered either from
  * the callback of its last HTTP request (already on the loop) or, when no
@@ -429,12 +429,127 @@ static void lookup_page(lv_call_t *c, bt_err_t err, const bt_http_response_t *re
     lv_done(c);
 }
 
-bt_err_t lv_lookup(lv_call_t *c, lv_then_fn found)
+/* Finds the batch or session named after the run key, paging through
+ * GET /batches or /sessions: found -> c->id, c->remote_state set and
+ * `found` runs; none -> NOT_FOUND (TRANSIENT when submitting). Returns
+ * whether the first request went out (no answer is owed if not). */
+static bt_err_t lv_lookup(lv_call_t *c, lv_then_fn found)
 {
     c->found = found;
     c->page_from = 0;
     return lv_send(c, "GET", NULL, lookup_page, "/%s?from=0&size=%d",
                    c->session ? "sessions" : "batches", LV_PAGE);
+}
+
+/* ------------------------------------------------------------ submit, lookup, cancel */
+
+/* What a call is about: a batch or a session. */
+static const char *noun(const lv_call_t *c)
+{
+    return c->session ? "session" : "batch";
+}
+
+bt_err_t lv_started(lv_call_t *c, bt_err_t e)
+{
+    if (e != BT_OK)
+        lv_call_abandon(c);
+    return e;
+}
+
+/* A lookup found the work: it runs (a session's statement, if any, is
+ * found by the next poll). */
+static void adopt(lv_call_t *c)
+{
+    c->status = BT_OP_RUNNING;
+    c->stmt_id = -1;
+    lv_done(c);
+}
+
+static void on_created(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    const char *what = c->session ? "POST /sessions" : "POST /batches";
+    char msg[256];
+    if (lv_trouble(c, err, res, what))
+        return lv_done(c);
+    if (res->status != 200 && res->status != 201) {
+        lv_refusal(res, msg, sizeof msg);
+        if (res->status == 400 && strstr(msg, "Duplicate session name")) {
+            bt_info("livy: %s: Livy has a %s of this name; adopting it", c->run_key, noun(c));
+            if (lv_lookup(c, adopt) != BT_OK) {
+                lv_set(c, BT_OP_TRANSIENT, NULL, "cannot look the %s up", noun(c));
+                lv_done(c);
+            }
+            return;
+        }
+        lv_set(c, BT_OP_FAILED, "rejected", "Livy refused the %s (HTTP %ld): %s", noun(c),
+               res->status, msg);
+        return lv_done(c);
+    }
+    json_t *j = lv_json(c, res, what);
+    if (!j)
+        return lv_done(c);
+    int64_t id = lv_json_id(j, "id");
+    const char *state = json_string_value(json_object_get(j, "state"));
+    if (id < 0 || !state || (c->known && !c->known(state))) {
+        lv_set(c, BT_OP_FAILED, "bad_response", "%s: the answer lacks an id or a %sstate", what,
+               c->known ? "known " : "");
+    } else {
+        c->id = id;
+        lv_set_state(c, state);
+        c->status = BT_OP_RUNNING;
+        bt_info("livy: %s: %s %lld %s (%s)", c->run_key, noun(c), (long long)id,
+                c->session ? "created" : "submitted", state);
+    }
+    json_decref(j);
+    lv_done(c);
+}
+
+bt_err_t lv_submit(lv_call_t *c, char *body, lv_known_fn known)
+{
+    c->known = known;
+    bt_err_t e = body ? lv_send(c, "POST", body, on_created, "/%s",
+                                c->session ? "sessions" : "batches")
+                      : BT_E_INVAL;
+    free(body); /* the transport keeps its own copy */
+    return lv_started(c, e);
+}
+
+bt_err_t lv_start_lookup(lv_t *lv, int session, const bt_op_call_t *call)
+{
+    lv_call_t *c = lv_call_new(lv, LV_LOOKUP, session, call);
+    return c ? lv_started(c, lv_lookup(c, adopt)) : BT_E_NOMEM;
+}
+
+lv_call_t *lv_cancel_call(lv_t *lv, int session, const bt_op_call_t *call, bt_err_t *e)
+{
+    lv_call_t *c = lv_call_new(lv, LV_CANCEL, session, call);
+    *e = c ? BT_OK : BT_E_NOMEM;
+    if (c && c->id < 0) {
+        c->status = BT_OP_SUCCESS; /* nothing was started */
+        lv_done_later(c);
+        return NULL;
+    }
+    return c;
+}
+
+void lv_deleted(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    if (err == BT_OK && ((res->status >= 200 && res->status < 300) || res->status == 404)) {
+        /* a batch already gone says so; a deleted session is killed either way */
+        int gone = res->status == 404 && !c->session;
+        c->status = BT_OP_SUCCESS;
+        lv_set_state(c, gone ? "gone" : "killed");
+        bt_info("livy: %s: %s %lld %s", c->run_key, noun(c), (long long)c->id,
+                gone ? "was already gone" : "deleted");
+        return lv_done(c);
+    }
+    if (lv_trouble(c, err, res, c->session ? "DELETE /sessions/{id}" : "DELETE /batches/{id}"))
+        return lv_done(c);
+    char msg[256];
+    lv_refusal(res, msg, sizeof msg);
+    lv_set(c, BT_OP_FAILED, "http_error", "DELETE /%s/%lld: HTTP %ld: %s",
+           c->session ? "sessions" : "batches", (long long)c->id, res->status, msg);
+    lv_done(c);
 }
 
 /* ------------------------------------------------------------ log tails */

@@ -69,47 +69,9 @@ static char *batch_body(const Baton__V1__LivyBatch *b, const char *name)
     return s;
 }
 
-static void adopt(lv_call_t *c)
+static int known_state(const char *s)
 {
-    c->status = BT_OP_RUNNING;
-    lv_done(c);
-}
-
-static void on_created(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
-{
-    char msg[256];
-    if (lv_trouble(c, err, res, "POST /batches"))
-        return lv_done(c);
-    if (res->status != 200 && res->status != 201) {
-        lv_refusal(res, msg, sizeof msg);
-        if (res->status == 400 && strstr(msg, "Duplicate session name")) {
-            bt_info("livy: %s: Livy has a batch of this name; adopting it", c->run_key);
-            if (lv_lookup(c, adopt) != BT_OK) {
-                lv_set(c, BT_OP_TRANSIENT, NULL, "cannot look the batch up");
-                lv_done(c);
-            }
-            return;
-        }
-        lv_set(c, BT_OP_FAILED, "rejected", "Livy refused the batch (HTTP %ld): %s",
-               res->status, msg);
-        return lv_done(c);
-    }
-    json_t *j = lv_json(c, res, "POST /batches");
-    if (!j)
-        return lv_done(c);
-    int64_t id = lv_json_id(j, "id");
-    const char *state = json_string_value(json_object_get(j, "state"));
-    if (id < 0 || !state || classify(state) == BS_UNKNOWN) {
-        lv_set(c, BT_OP_FAILED, "bad_response",
-               "POST /batches: the answer lacks an id or a known state");
-    } else {
-        c->id = id;
-        lv_set_state(c, state);
-        c->status = BT_OP_RUNNING;
-        bt_info("livy: %s: batch %lld submitted (%s)", c->run_key, (long long)id, state);
-    }
-    json_decref(j);
-    lv_done(c);
+    return classify(s) != BS_UNKNOWN;
 }
 
 bt_err_t bt_livy_batch_submit(void *ctx, const bt_op_call_t *call)
@@ -118,25 +80,12 @@ bt_err_t bt_livy_batch_submit(void *ctx, const bt_op_call_t *call)
     if (!b)
         return BT_E_INVAL;
     lv_call_t *c = lv_call_new(ctx, LV_SUBMIT, 0, call);
-    if (!c)
-        return BT_E_NOMEM;
-    char *body = batch_body(b, c->run_key);
-    bt_err_t e = body ? lv_send(c, "POST", body, on_created, "/batches") : BT_E_INVAL;
-    free(body); /* the transport keeps its own copy */
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    return c ? lv_submit(c, batch_body(b, c->run_key), known_state) : BT_E_NOMEM;
 }
 
 bt_err_t bt_livy_batch_lookup(void *ctx, const bt_op_call_t *call)
 {
-    lv_call_t *c = lv_call_new(ctx, LV_LOOKUP, 0, call);
-    if (!c)
-        return BT_E_NOMEM;
-    bt_err_t e = lv_lookup(c, adopt);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    return lv_start_lookup(ctx, 0, call);
 }
 
 /* ------------------------------------------------------------ poll */
@@ -220,46 +169,18 @@ bt_err_t bt_livy_batch_poll(void *ctx, const bt_op_call_t *call)
     lv_call_t *c = lv_call_new(ctx, LV_POLL, 0, call);
     if (!c)
         return BT_E_NOMEM;
-    bt_err_t e = c->id < 0 ? BT_E_INVAL
-                           : lv_send(c, "GET", NULL, on_state, "/batches/%lld/state",
-                                     (long long)c->id);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    return lv_started(c, c->id < 0 ? BT_E_INVAL
+                                   : lv_send(c, "GET", NULL, on_state, "/batches/%lld/state",
+                                             (long long)c->id));
 }
 
 /* ------------------------------------------------------------ cancel */
 
-static void on_deleted(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
-{
-    if (err == BT_OK && ((res->status >= 200 && res->status < 300) || res->status == 404)) {
-        c->status = BT_OP_SUCCESS;
-        lv_set_state(c, res->status == 404 ? "gone" : "killed");
-        bt_info("livy: %s: batch %lld %s", c->run_key, (long long)c->id,
-                res->status == 404 ? "was already gone" : "deleted");
-        return lv_done(c);
-    }
-    if (lv_trouble(c, err, res, "DELETE /batches/{id}"))
-        return lv_done(c);
-    char msg[256];
-    lv_refusal(res, msg, sizeof msg);
-    lv_set(c, BT_OP_FAILED, "http_error", "DELETE /batches/%lld: HTTP %ld: %s", (long long)c->id,
-           res->status, msg);
-    lv_done(c);
-}
-
 bt_err_t bt_livy_batch_cancel(void *ctx, const bt_op_call_t *call)
 {
-    lv_call_t *c = lv_call_new(ctx, LV_CANCEL, 0, call);
-    if (!c)
-        return BT_E_NOMEM;
-    if (c->id < 0) {
-        c->status = BT_OP_SUCCESS; /* nothing was started */
-        lv_done_later(c);
-        return BT_OK;
-    }
-    bt_err_t e = lv_send(c, "DELETE", NULL, on_deleted, "/batches/%lld", (long long)c->id);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    bt_err_t e;
+    lv_call_t *c = lv_cancel_call(ctx, 0, call, &e);
+    return c ? lv_started(c, lv_send(c, "DELETE", NULL, lv_deleted, "/batches/%lld",
+                                     (long long)c->id))
+             : e;
 }

@@ -19,6 +19,8 @@ typedef struct lv_call lv_call_t;
 typedef void (*lv_step_fn)(lv_call_t *c, bt_err_t err, const bt_http_response_t *res);
 /* A step that needs no answer (after a lookup found the work). */
 typedef void (*lv_then_fn)(lv_call_t *c);
+/* Whether a batch or session state is one Livy may answer a submission with. */
+typedef int (*lv_known_fn)(const char *state);
 
 struct lv {
     bt_operator_t batch, statement;
@@ -48,6 +50,7 @@ struct lv_call {
     int64_t stmt_id;            /* statement id; -1: none yet */
     int64_t page_from;          /* lookup: the page asked for */
     lv_then_fn found;           /* lookup: what to do once id is known */
+    lv_known_fn known;          /* submit: the states a new one may be in (NULL: any) */
     int log_tail_asked;         /* log: the second (tail) page was asked for */
     /* the answer being built */
     bt_op_status_t status;
@@ -94,11 +97,24 @@ void lv_refusal(const bt_http_response_t *res, char *buf, size_t len);
 /* A whole number >= 0 under key, or -1. */
 int64_t lv_json_id(const json_t *o, const char *key);
 
-/* Finds the batch or session named after the run key, paging through
- * GET /batches or /sessions: found -> c->id, c->remote_state set and
- * `found` runs; none -> NOT_FOUND (TRANSIENT when submitting). Returns
- * whether the first request went out (no answer is owed if not). */
-bt_err_t lv_lookup(lv_call_t *c, lv_then_fn found);
+/* The end of an operator entry point: a call whose first request could
+ * not be sent (e != BT_OK) owes no answer and is freed. Returns e. */
+bt_err_t lv_started(lv_call_t *c, bt_err_t e);
+
+/* submit: POSTs body (JSON, freed here; NULL: it could not be built) to
+ * /batches or /sessions. The answer sets c->id and the state (a state
+ * `known` refuses is a bad response; NULL: any will do) and RUNNING; a
+ * name Livy already has is looked up and adopted. */
+bt_err_t lv_submit(lv_call_t *c, char *body, lv_known_fn known);
+/* lookup: finds the batch or session named after the run key, paging
+ * through GET /batches or /sessions, and adopts it (RUNNING); none ->
+ * NOT_FOUND. */
+bt_err_t lv_start_lookup(lv_t *lv, int session, const bt_op_call_t *call);
+/* cancel: the call, or NULL with *e set: BT_E_NOMEM, or BT_OK when there
+ * is nothing to cancel (no id: answered SUCCESS from the loop). */
+lv_call_t *lv_cancel_call(lv_t *lv, int session, const bt_op_call_t *call, bt_err_t *e);
+/* The step after DELETE /batches|sessions/{id}: 2xx and 404 are SUCCESS. */
+void lv_deleted(lv_call_t *c, bt_err_t err, const bt_http_response_t *res);
 /* Puts the tail of GET /batches|sessions/{id}/log into the detail, then
  * answers with what is already set (a log that cannot be read is noted,
  * not turned into another failure). */

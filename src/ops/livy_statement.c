@@ -299,56 +299,10 @@ bt_err_t bt_livy_statement_poll(void *ctx, const bt_op_call_t *call)
     else if (c->code && c->kind)
         e = lv_send(c, "GET", NULL, on_statements, "/sessions/%lld/statements",
                     (long long)c->id);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    return lv_started(c, e);
 }
 
 /* ------------------------------------------------------------ submit, lookup */
-
-static void adopt(lv_call_t *c)
-{
-    c->status = BT_OP_RUNNING;
-    c->stmt_id = -1;
-    lv_done(c);
-}
-
-static void on_created(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
-{
-    char msg[256];
-    if (lv_trouble(c, err, res, "POST /sessions"))
-        return lv_done(c);
-    if (res->status != 200 && res->status != 201) {
-        lv_refusal(res, msg, sizeof msg);
-        if (res->status == 400 && strstr(msg, "Duplicate session name")) {
-            bt_info("livy: %s: Livy has a session of this name; adopting it", c->run_key);
-            if (lv_lookup(c, adopt) != BT_OK) {
-                lv_set(c, BT_OP_TRANSIENT, NULL, "cannot look the session up");
-                lv_done(c);
-            }
-            return;
-        }
-        lv_set(c, BT_OP_FAILED, "rejected", "Livy refused the session (HTTP %ld): %s",
-               res->status, msg);
-        return lv_done(c);
-    }
-    json_t *j = lv_json(c, res, "POST /sessions");
-    if (!j)
-        return lv_done(c);
-    int64_t id = lv_json_id(j, "id");
-    const char *state = json_string_value(json_object_get(j, "state"));
-    if (id < 0 || !state) {
-        lv_set(c, BT_OP_FAILED, "bad_response",
-               "POST /sessions: the answer lacks an id or a state");
-    } else {
-        c->id = id;
-        lv_set_state(c, state);
-        c->status = BT_OP_RUNNING;
-        bt_info("livy: %s: session %lld created (%s)", c->run_key, (long long)id, state);
-    }
-    json_decref(j);
-    lv_done(c);
-}
 
 bt_err_t bt_livy_statement_submit(void *ctx, const bt_op_call_t *call)
 {
@@ -356,70 +310,33 @@ bt_err_t bt_livy_statement_submit(void *ctx, const bt_op_call_t *call)
     if (!s)
         return BT_E_INVAL;
     lv_call_t *c = lv_call_new(ctx, LV_SUBMIT, 1, call);
-    if (!c)
-        return BT_E_NOMEM;
-    char *body = session_body(s, c->run_key);
-    bt_err_t e = body ? lv_send(c, "POST", body, on_created, "/sessions") : BT_E_INVAL;
-    free(body);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    return c ? lv_submit(c, session_body(s, c->run_key), NULL) : BT_E_NOMEM;
 }
 
 bt_err_t bt_livy_statement_lookup(void *ctx, const bt_op_call_t *call)
 {
-    lv_call_t *c = lv_call_new(ctx, LV_LOOKUP, 1, call);
-    if (!c)
-        return BT_E_NOMEM;
-    bt_err_t e = lv_lookup(c, adopt);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+    return lv_start_lookup(ctx, 1, call);
 }
 
 /* ------------------------------------------------------------ cancel */
-
-static void on_cancel_deleted(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
-{
-    if (err == BT_OK && ((res->status >= 200 && res->status < 300) || res->status == 404)) {
-        c->status = BT_OP_SUCCESS;
-        lv_set_state(c, "killed");
-        bt_info("livy: %s: session %lld deleted", c->run_key, (long long)c->id);
-        return lv_done(c);
-    }
-    if (lv_trouble(c, err, res, "DELETE /sessions/{id}"))
-        return lv_done(c);
-    char msg[256];
-    lv_refusal(res, msg, sizeof msg);
-    lv_set(c, BT_OP_FAILED, "http_error", "DELETE /sessions/%lld: HTTP %ld: %s", (long long)c->id,
-           res->status, msg);
-    lv_done(c);
-}
 
 static void on_statement_cancelled(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
 {
     (void)err;
     (void)res; /* whatever it said, deleting the session stops the statement */
-    lv_chain(c, "DELETE", NULL, on_cancel_deleted, "/sessions/%lld", (long long)c->id);
+    lv_chain(c, "DELETE", NULL, lv_deleted, "/sessions/%lld", (long long)c->id);
 }
 
 bt_err_t bt_livy_statement_cancel(void *ctx, const bt_op_call_t *call)
 {
-    lv_call_t *c = lv_call_new(ctx, LV_CANCEL, 1, call);
+    bt_err_t e;
+    lv_call_t *c = lv_cancel_call(ctx, 1, call, &e);
     if (!c)
-        return BT_E_NOMEM;
-    if (c->id < 0) {
-        c->status = BT_OP_SUCCESS; /* nothing was started */
-        lv_done_later(c);
-        return BT_OK;
-    }
-    bt_err_t e = c->stmt_id >= 0
-                     ? lv_send(c, "POST", NULL, on_statement_cancelled,
-                               "/sessions/%lld/statements/%lld/cancel", (long long)c->id,
-                               (long long)c->stmt_id)
-                     : lv_send(c, "DELETE", NULL, on_cancel_deleted, "/sessions/%lld",
-                               (long long)c->id);
-    if (e != BT_OK)
-        lv_call_abandon(c);
-    return e;
+        return e;
+    return lv_started(c, c->stmt_id >= 0
+                             ? lv_send(c, "POST", NULL, on_statement_cancelled,
+                                       "/sessions/%lld/statements/%lld/cancel",
+                                       (long long)c->id, (long long)c->stmt_id)
+                             : lv_send(c, "DELETE", NULL, lv_deleted, "/sessions/%lld",
+                                       (long long)c->id));
 }

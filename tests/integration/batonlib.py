@@ -10,15 +10,21 @@ asserts at every moment:
     clock, so the comparison is exact and sampling skew cannot fake one);
   - the fence epoch in PostgreSQL never goes down;
   - no ZooKeeper session ever holds two candidates in the election.
+
+Fake runs one of the stand-ins of tests/fakes; WorkflowCase is the base of
+cases that apply workflows to a Cluster and read what ran.
 """
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import textwrap
 import threading
 import time
+import unittest
 import urllib.request
 
 from kazoo.client import KazooClient
@@ -30,6 +36,7 @@ HDIR = os.environ["BATON_TEST_HARNESS_DIR"]
 BATOND = os.environ["BATOND"]
 BATONCTL = os.environ.get("BATONCTL", "")
 SESSION_MS = 3000  # small, so expiry scenarios stay quick
+FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fakes")
 
 
 def free_port():
@@ -262,3 +269,102 @@ class Cluster:
         return self.checker.violations
 
 
+
+
+class Fake:
+    """tests/fakes/<name>.py on a port of its own. It prints "listening
+    PORT", then a "<what> PORT" line for each of extra_ports more (in
+    self.extra). Every call sends `headers`; GET /_stats and POST /_fault
+    are the stand-ins' control endpoints."""
+
+    def __init__(self, name, *args, extra_ports=0, headers=None, timeout=5):
+        self.headers = dict(headers or {})
+        self.timeout = timeout
+        self.proc = subprocess.Popen([sys.executable, os.path.join(FAKES, name + ".py"),
+                                      "--port", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening "):
+            self.stop()
+            raise AssertionError("%s.py did not start: %r" % (name, line))
+        self.port = int(line.split()[1])
+        self.extra = [int(self.proc.stdout.readline().split()[1]) for _ in range(extra_ports)]
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def call(self, method, path, body=None, headers=None):
+        """METHOD path with body as JSON; the answer's JSON, or None if empty."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={**self.headers, **(headers or {})})
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
+
+    def stats(self):
+        return self.call("GET", "/_stats")
+
+    def fault(self, **f):
+        self.call("POST", "/_fault", f)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+class WorkflowCase(unittest.TestCase):
+    """Helpers for cases that apply workflows to self.c (a Cluster)."""
+    run_timeout = 30  # seconds wait_runs_done waits unless told
+
+    def apply(self, text, *flags):
+        """Writes the workflow (indented as in the test) into the cluster's
+        directory and applies it; the files written are in self.files."""
+        self.files = getattr(self, "files", [])
+        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        self.files.append(path)
+        return batonctl(self.c.name, "workflow", "apply", *flags, path)
+
+    def q(self, sql):
+        """psql, with $C standing for the cluster's name."""
+        return psql(sql.replace("$C", "'%s'" % self.c.name))
+
+    def runs(self, wf):
+        """[(run_id, state)...] of wf, in logical time order."""
+        rows = self.q("SELECT run_id, state FROM workflow_runs WHERE cluster = $C "
+                      "AND workflow_id = '%s' ORDER BY logical_time" % wf)
+        return [tuple(r.split("|")) for r in rows.splitlines() if r]
+
+    def wait_runs_done(self, wf, n=1, timeout=None):
+        """Waits until n runs of wf have finished; their [(run_id, state)...]."""
+        def done():
+            fin = [r for r in self.runs(wf) if r[1] in ("success", "failed")]
+            return fin if len(fin) >= n else None
+        return wait_for(done, timeout or self.run_timeout, "%d finished run(s) of %s" % (n, wf))
+
+    def wait_run_done(self, wf, timeout=None):
+        """(run_id, state) of the first finished run of wf, waiting for one."""
+        return self.wait_runs_done(wf, 1, timeout)[0]
+
+    def tasks(self, wf):
+        """{task: [(attempt, state)...]} of wf."""
+        rows = self.q("SELECT task_id, attempt, state FROM task_runs WHERE cluster = $C AND "
+                      "workflow_id = '%s' ORDER BY task_id, attempt" % wf)
+        out = {}
+        for r in rows.splitlines():
+            t, a, s = r.split("|")
+            out.setdefault(t, []).append((int(a), s))
+        return out
+
+    def task_state(self, wf, task):
+        """The state of the task's newest attempt."""
+        return self.q("SELECT state FROM task_runs WHERE cluster = $C AND workflow_id = '%s' "
+                      "AND task_id = '%s' ORDER BY attempt DESC LIMIT 1" % (wf, task))
+
+    def task_log(self, wf, run_id, task):
+        """The task's newest attempt, as batonctl --json task logs shows it."""
+        out = batonctl(self.c.name, "--json", "task", "logs", "%s/%s/%s" % (wf, run_id, task))
+        return json.loads(out.stdout)[-1]

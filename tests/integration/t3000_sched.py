@@ -11,15 +11,14 @@ import shutil
 import signal
 import sys
 import tempfile
-import textwrap
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import SESSION_MS, Cluster, batonctl, psql, wait_for  # noqa: E402
+from batonlib import SESSION_MS, Cluster, WorkflowCase, batonctl, wait_for  # noqa: E402
 
 
-class Sched(unittest.TestCase):
+class Sched(WorkflowCase):
     def setUp(self):
         self.jobs = tempfile.mkdtemp(prefix="baton-t3000-jobs-")
         self.c = Cluster(env={"BATON_TEST_OP_DIR": self.jobs})
@@ -31,37 +30,6 @@ class Sched(unittest.TestCase):
         self.assertEqual(violations, [], "invariant violated")
 
     # -------------------------------------------------------------- helpers
-    def apply(self, text, *flags):
-        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
-        with open(path, "w") as f:
-            f.write(textwrap.dedent(text))
-        self.files.append(path)
-        return batonctl(self.c.name, "workflow", "apply", *flags, path)
-
-    def q(self, sql):
-        return psql(sql.replace("$C", "'%s'" % self.c.name))
-
-    def run_states(self, wf):
-        return self.q("SELECT run_id, state FROM workflow_runs WHERE cluster = $C "
-                      "AND workflow_id = '%s' ORDER BY logical_time" % wf)
-
-    def wait_run_done(self, wf, n=1, timeout=30):
-        def done():
-            rows = [r for r in self.run_states(wf).splitlines() if r]
-            fin = [r for r in rows if r.split("|")[1] in ("success", "failed")]
-            return rows if len(fin) >= n else None
-        return wait_for(done, timeout, "%d finished run(s) of %s" % (n, wf))
-
-    def tasks(self, wf):
-        """{task: [(attempt, state)...]} of the newest run."""
-        rows = self.q("SELECT task_id, attempt, state FROM task_runs WHERE cluster = $C AND "
-                      "workflow_id = '%s' ORDER BY task_id, attempt" % wf)
-        out = {}
-        for r in rows.splitlines():
-            t, a, s = r.split("|")
-            out.setdefault(t, []).append((int(a), s))
-        return out
-
     def submissions(self):
         path = os.path.join(self.jobs, "submissions.log")
         if not os.path.exists(path):
@@ -86,13 +54,13 @@ class Sched(unittest.TestCase):
                 test_op: {outputs: {from: "{{ tasks.transform.source }}"}}
         """)
         batonctl(self.c.name, "trigger", "dag", "--conf", '{"who": "t3000"}')
-        rows = self.wait_run_done("dag")
-        self.assertIn("|success", rows[0])
+        rows = self.wait_runs_done("dag")
+        self.assertEqual(rows[0][1], "success")
         t = self.tasks("dag")
         self.assertEqual(t, {"extract": [(1, "success")], "transform": [(1, "success")],
                              "load": [(1, "success")]})
         # templates saw the upstream's output and the run's date
-        show = batonctl(self.c.name, "--json", "run", "show", "dag", rows[0].split("|")[0]).stdout
+        show = batonctl(self.c.name, "--json", "run", "show", "dag", rows[0][0]).stdout
         self.assertIn('"state": "success"', show)
         # every task was submitted once, in dependency order
         subs = self.submissions()
@@ -111,8 +79,8 @@ class Sched(unittest.TestCase):
                 test_op: {fail_attempts: 2}
         """)
         batonctl(self.c.name, "trigger", "flaky")
-        rows = self.wait_run_done("flaky")
-        self.assertIn("|success", rows[0])
+        rows = self.wait_runs_done("flaky")
+        self.assertEqual(rows[0][1], "success")
         self.assertEqual(self.tasks("flaky")["call"],
                          [(1, "up_for_retry"), (2, "up_for_retry"), (3, "success")])
         err = self.q("SELECT error FROM task_runs WHERE cluster = $C AND attempt = 1")
@@ -152,8 +120,8 @@ class Sched(unittest.TestCase):
                 test_op: {}
         """)
         batonctl(self.c.name, "trigger", "rules")
-        rows = self.wait_run_done("rules")
-        self.assertIn("|failed", rows[0])
+        rows = self.wait_runs_done("rules")
+        self.assertEqual(rows[0][1], "failed")
         final = {k: v[-1][1] for k, v in self.tasks("rules").items()}
         self.assertEqual(final, {"bad": "failed", "good": "success",
                                  "after_bad": "upstream_failed", "downstream": "upstream_failed",
@@ -171,8 +139,8 @@ class Sched(unittest.TestCase):
                 test_op: {duration: 60s}
         """)
         batonctl(self.c.name, "trigger", "slow")
-        rows = self.wait_run_done("slow", timeout=20)
-        self.assertIn("|failed", rows[0])
+        rows = self.wait_runs_done("slow", timeout=20)
+        self.assertEqual(rows[0][1], "failed")
         self.assertEqual(self.tasks("slow")["hang"], [(1, "timed_out")])
         with open(os.path.join(self.jobs, "cancels.log")) as f:
             self.assertIn("slow/", f.read())
@@ -190,7 +158,7 @@ class Sched(unittest.TestCase):
               - {id: mid, priority: 5, test_op: {duration: 300ms}}
         """)
         batonctl(self.c.name, "trigger", "pooled")
-        self.wait_run_done("pooled")
+        self.wait_runs_done("pooled")
         # one slot: the attempts ran one after another, highest priority first
         rows = self.q("SELECT task_id FROM events e JOIN task_runs t ON t.run_key = e.run_key "
                       "AND t.cluster = e.cluster WHERE e.cluster = $C AND e.to_state = 'queued' "
@@ -217,8 +185,8 @@ class Sched(unittest.TestCase):
               - id: work
                 test_op: {duration: 300ms}
         """ % start)
-        rows = self.wait_run_done("every_minute", n=4, timeout=30)
-        ids = [r.split("|")[0] for r in rows]
+        self.wait_runs_done("every_minute", n=4, timeout=30)
+        ids = [r[0] for r in self.runs("every_minute")]
         self.assertEqual(ids, sorted(ids), "catchup runs out of order")
         # never more than max_active_runs at once: run create events vs finishes
         ev = self.q("SELECT kind FROM events WHERE cluster = $C AND kind IN "
@@ -249,7 +217,7 @@ class Sched(unittest.TestCase):
                          before)
         self.assertEqual(before, 0, "a paused workflow got runs")
         batonctl(self.c.name, "unpause", "paused_one")
-        self.wait_run_done("paused_one", n=1)
+        self.wait_runs_done("paused_one", n=1)
 
     def test_08_takeover_mid_dag_neither_repeats_nor_loses(self):
         old, _ = self.c.start()
@@ -266,8 +234,8 @@ class Sched(unittest.TestCase):
         wait_for(lambda: len(self.submissions()) >= 2 or None, 20, "task b submitted")
         old.kill9()
         new, _ = self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
-        rows = self.wait_run_done("chain", timeout=30)
-        self.assertIn("|success", rows[0])
+        rows = self.wait_runs_done("chain", timeout=30)
+        self.assertEqual(rows[0][1], "success")
         subs = self.submissions()
         self.assertEqual(sorted(subs), sorted(set(subs)), "a task run was submitted twice")
         self.assertEqual(self.tasks("chain"), {"a": [(1, "success")], "b": [(1, "success")],
@@ -287,10 +255,10 @@ class Sched(unittest.TestCase):
         wait_for(lambda: len(self.submissions()) >= 1 or None, 20, "task a submitted")
         old.signal(signal.SIGSTOP)
         self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
-        rows = self.wait_run_done("frozen", timeout=30)
+        rows = self.wait_runs_done("frozen", timeout=30)
         old.signal(signal.SIGCONT)
         time.sleep(1)
-        self.assertIn("|success", rows[0])
+        self.assertEqual(rows[0][1], "success")
         subs = self.submissions()
         self.assertEqual(sorted(subs), sorted(set(subs)), "a task run was submitted twice")
         # every transition was written by a leader whose epoch was current
@@ -314,14 +282,14 @@ class Sched(unittest.TestCase):
         out = batonctl(self.c.name, "backfill", "daily", "--from", "2026-03-28",
                        "--to", "2026-03-30").stdout
         self.assertIn("requested 3 backfill runs", out)
-        rows = self.wait_run_done("daily", n=3)
+        rows = self.wait_runs_done("daily", n=3)
         kinds = self.q("SELECT DISTINCT kind FROM workflow_runs WHERE cluster = $C")
         self.assertEqual(kinds, "backfill")
         # 03:00 Berlin across the spring-forward night: 02:00Z, then 01:00Z
         times = self.q("SELECT to_char(logical_time AT TIME ZONE 'UTC', 'MM-DD HH24:MI') FROM "
                        "workflow_runs WHERE cluster = $C ORDER BY 1").splitlines()
         self.assertEqual(times, ["03-28 02:00", "03-29 01:00", "03-30 01:00"])
-        days = [s.split("|")[0] for s in rows]
+        days = [r[0] for r in rows]
         self.assertEqual(len(set(days)), 3)
 
     def test_11_scheduled_runs_across_a_takeover(self):
@@ -339,7 +307,7 @@ class Sched(unittest.TestCase):
                  or None, 20, "two runs")
         old.kill9()
         self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
-        self.wait_run_done("minutely", n=6, timeout=40)
+        self.wait_runs_done("minutely", n=6, timeout=40)
         times = self.q("SELECT logical_time FROM workflow_runs WHERE cluster = $C "
                        "ORDER BY logical_time").splitlines()
         self.assertEqual(len(times), len(set(times)), "a cron time got two runs")

@@ -9,32 +9,22 @@ The one-leader checker of batonlib runs throughout every case.
 """
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import textwrap
-import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import SESSION_MS, Cluster, batonctl, psql, wait_for  # noqa: E402
-
-FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fakes", "livy_fake.py")
+from batonlib import SESSION_MS, Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
 
 
-class LivyTest(unittest.TestCase):
+class LivyTest(WorkflowCase):
+    run_timeout = 60
+
     def setUp(self):
-        self.fake_log = tempfile.TemporaryFile("w+")  # nothing left behind
-        self.fake = subprocess.Popen(["/usr/bin/python3", FAKE, "--port", "0", "--csrf",
-                                      "--auth", "baton:s3cret"],
-                                     stdout=subprocess.PIPE, stderr=self.fake_log, text=True)
-        line = self.fake.stdout.readline()
-        self.assertTrue(line.startswith("listening "), "livy_fake.py did not start: %r" % line)
-        self.port = int(line.split()[1])
+        self.fake = Fake("livy_fake", "--csrf", "--auth", "baton:s3cret", timeout=10,
+                         headers={"X-Requested-By": "t4100",
+                                  "Authorization": "Basic YmF0b246czNjcmV0"})
         self.c = Cluster(extra="livy:\n  url: http://127.0.0.1:%d/\n  auth: basic baton:s3cret\n"
-                         % self.port)
-        self.files = []
+                         % self.fake.port)
 
     def tearDown(self):
         # stop the nodes first: their logs are gone after Cluster.stop
@@ -49,46 +39,11 @@ class LivyTest(unittest.TestCase):
             for n in self.c.nodes:
                 print("---- %s\n%s" % (n.name, n.logtext()[-6000:]))
         violations = self.c.stop()
-        self.fake.terminate()
-        self.fake.wait(10)
-        self.fake.stdout.close()
-        self.fake_log.close()
+        self.fake.stop()
         self.assertEqual(violations, [], "invariant violated")
         self.assertEqual(reports, [], "sanitizer reports in node logs")
 
     # -------------------------------------------------------------- helpers
-    def livy(self, method, path, doc=None):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), method=method,
-                                     data=json.dumps(doc).encode() if doc is not None else None,
-                                     headers={"X-Requested-By": "t4100",
-                                              "Authorization": "Basic YmF0b246czNjcmV0"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.load(r)
-
-    def stats(self):
-        return self.livy("GET", "/_stats")
-
-    def fault(self, **f):
-        self.livy("POST", "/_fault", f)
-
-    def apply(self, text):
-        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
-        with open(path, "w") as f:
-            f.write(textwrap.dedent(text))
-        self.files.append(path)
-        return batonctl(self.c.name, "workflow", "apply", path)
-
-    def q(self, sql):
-        return psql(sql.replace("$C", "'%s'" % self.c.name))
-
-    def wait_run_done(self, wf, timeout=60):
-        def done():
-            rows = [r for r in self.q("SELECT run_id, state FROM workflow_runs WHERE cluster = $C "
-                                      "AND workflow_id = '%s'" % wf).splitlines() if r]
-            fin = [r for r in rows if r.split("|")[1] in ("success", "failed")]
-            return fin[0].split("|") if fin else None
-        return wait_for(done, timeout, "a finished run of %s" % wf)
-
     def task(self, wf, task):
         """(state, record bytes) of the newest attempt."""
         row = self.q("SELECT state, encode(record, 'hex') FROM task_runs WHERE cluster = $C AND "
@@ -96,10 +51,6 @@ class LivyTest(unittest.TestCase):
                      % (wf, task))
         state, rec = row.split("|")
         return state, bytes.fromhex(rec)
-
-    def task_state(self, wf, task):
-        return self.q("SELECT state FROM task_runs WHERE cluster = $C AND workflow_id = '%s' "
-                      "AND task_id = '%s' ORDER BY attempt DESC LIMIT 1" % (wf, task))
 
     def show(self, wf, run_id):
         out = batonctl(self.c.name, "--json", "run", "show", wf, run_id).stdout
@@ -131,7 +82,7 @@ class LivyTest(unittest.TestCase):
         batonctl(self.c.name, "trigger", "lb")
         run_id, state = self.wait_run_done("lb")
         self.assertEqual(state, "success")
-        st = self.stats()
+        st = self.fake.stats()
         self.assertEqual(st["batches_created"], 1)
         body = st["batch_bodies"][0]
         key = self.q("SELECT run_key FROM task_runs WHERE cluster = $C AND task_id = 'spark'")
@@ -171,11 +122,11 @@ class LivyTest(unittest.TestCase):
         self.assertIn(b"fake batch 0 failed (dead)", rec)  # the last log line
         self.assertIn(b"bad.py, line 150", rec)
         self.assertNotIn(b"bad.py, line 3\n", rec)  # the tail, not the head
-        self.assertEqual(self.stats()["requests"].get("GET /batches/{id}/log"), 2)
+        self.assertEqual(self.fake.stats()["requests"].get("GET /batches/{id}/log"), 2)
 
     def test_03_503_twice_then_success_submits_once(self):
         self.c.start()
-        self.fault(path_prefix="/batches", method="POST", status=503, count=2)
+        self.fake.fault(path_prefix="/batches", method="POST", status=503, count=2)
         self.apply("""
             workflow: l503
             schedule: none
@@ -186,7 +137,7 @@ class LivyTest(unittest.TestCase):
         batonctl(self.c.name, "trigger", "l503")
         _, state = self.wait_run_done("l503")
         self.assertEqual(state, "success")
-        st = self.stats()
+        st = self.fake.stats()
         self.assertEqual(st["batches_created"], 1)
         self.assertEqual(st["requests"]["POST /batches"], 3)
         # each unknown outcome was looked up before the next submission
@@ -207,16 +158,16 @@ class LivyTest(unittest.TestCase):
         self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
         _, state = self.wait_run_done("lt")
         self.assertEqual(state, "success")
-        self.assertEqual(self.stats()["batches_created"], 1)
+        self.assertEqual(self.fake.stats()["batches_created"], 1)
 
     def test_05_takeover_while_submitting_adopts_by_name(self):
         old, _ = self.c.start()
         # somebody else's batches first, so that the lookup has to page
         for i in range(150):
-            self.livy("POST", "/batches", {"file": "other.py", "name": "other-%d" % i,
-                                           "conf": {"fake.duration_ms": "600000"}})
+            self.fake.call("POST", "/batches", {"file": "other.py", "name": "other-%d" % i,
+                                                "conf": {"fake.duration_ms": "600000"}})
         # Livy creates the batch, but its answer comes only after the leader died
-        self.fault(path_prefix="/batches", method="POST", mode="slow", delay_ms=4000)
+        self.fake.fault(path_prefix="/batches", method="POST", mode="slow", delay_ms=4000)
         self.apply("""
             workflow: ls
             schedule: none
@@ -225,13 +176,13 @@ class LivyTest(unittest.TestCase):
                 livy_batch: {file: s3://acme/job.py, conf: {fake.duration_ms: "1000"}}
         """)
         batonctl(self.c.name, "trigger", "ls")
-        wait_for(lambda: self.stats()["batches_created"] == 151, 30, "the batch created")
+        wait_for(lambda: self.fake.stats()["batches_created"] == 151, 30, "the batch created")
         self.assertEqual(self.task_state("ls", "spark"), "submitting")
         old.kill9()
         new, _ = self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
         _, state = self.wait_run_done("ls")
         self.assertEqual(state, "success")
-        st = self.stats()
+        st = self.fake.stats()
         self.assertEqual(st["batches_created"], 151)
         self.assertEqual(st["requests"]["POST /batches"], 151)  # ours once
         self.assertGreaterEqual(st["requests"]["GET /batches"], 2)  # two pages
@@ -251,11 +202,11 @@ class LivyTest(unittest.TestCase):
         _, state = self.wait_run_done("lto")
         self.assertEqual(state, "failed")
         self.assertEqual(self.task_state("lto", "hang"), "timed_out")
-        self.assertEqual(self.stats()["batch_deletes"], [0])
+        self.assertEqual(self.fake.stats()["batch_deletes"], [0])
 
     def test_07_garbage_fails_the_task_not_the_daemon(self):
         self.c.start()
-        self.fault(path_prefix="/batches/", method="GET", mode="garbage", count=-1)
+        self.fake.fault(path_prefix="/batches/", method="GET", mode="garbage", count=-1)
         self.apply("""
             workflow: lg
             schedule: none
@@ -317,7 +268,7 @@ class LivyTest(unittest.TestCase):
         self.assertIn(b"died", rec)  # the session log's tail
         self.assertIn("before the statement ran", self.show("lst", run_id)["orphaned"]["error"])
         self.assertEqual(self.task_state("lst", "endless"), "timed_out")
-        st = self.stats()
+        st = self.fake.stats()
         ids = {b["name"].split("/")[2]: i for i, b in enumerate(st["session_bodies"])}
         self.assertEqual(st["sessions_created"], 4)
         self.assertEqual(st["statements_created"], 3)  # none in the dead session
@@ -330,7 +281,7 @@ class LivyTest(unittest.TestCase):
     # -------------------------------------------------------------- shutdown
     def test_09_shutdown_with_a_request_in_flight(self):
         leader, _ = self.c.start()
-        self.fault(path_prefix="/batches", method="POST", mode="slow", delay_ms=5000)
+        self.fake.fault(path_prefix="/batches", method="POST", mode="slow", delay_ms=5000)
         self.apply("""
             workflow: lq
             schedule: none
@@ -339,7 +290,7 @@ class LivyTest(unittest.TestCase):
                 livy_batch: {file: s3://acme/job.py}
         """)
         batonctl(self.c.name, "trigger", "lq")
-        wait_for(lambda: self.stats()["batches_created"] == 1, 30, "the batch created")
+        wait_for(lambda: self.fake.stats()["batches_created"] == 1, 30, "the batch created")
         # stopped while the POST waits for its answer: the abandoned call is
         # freed once, without an answer (tearDown checks for sanitizer reports)
         self.assertEqual(leader.terminate(), 0)

@@ -6,59 +6,20 @@ created exactly once across a takeover, a lost answer or a slow one.
 
 The one-leader checker of batonlib runs throughout every case.
 """
-import json
 import os
-import subprocess
 import sys
-import textwrap
-import time
 import unittest
-import urllib.request
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from batonlib import SESSION_MS, Cluster, batonctl, free_port, psql, wait_for  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batonlib import SESSION_MS, Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
 
-FAKE = os.path.join(HERE, "..", "fakes", "genie_fake.py")
 # must match genie_ns in src/ops/genie_json.c
 GENIE_NS = uuid.UUID("257cceb1-5cee-521c-a0af-33822a0b2902")
 
 
 def genie_id(cluster, kind, run_key):
     return str(uuid.uuid5(GENIE_NS, "%s/%s/%s" % (cluster, kind, run_key)))
-
-
-class Fake:
-    def __init__(self, *args):
-        self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, FAKE, "--port", str(self.port), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening"), line
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def call(self, method, path, body=None, auth=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if auth:
-            req.add_header("Authorization", auth)
-        with urllib.request.urlopen(req, timeout=5) as r:
-            raw = r.read()
-            return json.loads(raw) if raw else None
-
-    def stats(self):
-        return self.call("GET", "/_stats")
-
-    def fault(self, **f):
-        self.call("POST", "/_fault", f)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(5)
-        self.proc.stdout.close()
 
 
 JOB = """
@@ -81,14 +42,14 @@ JOB = """
 """
 
 
-class Genie(unittest.TestCase):
+class Genie(WorkflowCase):
     auth_args = ("--auth", "basic:u:p")
     auth_conf = "basic u:p"
+    run_timeout = 40
 
     def setUp(self):
-        self.fake = Fake(*self.auth_args)
+        self.fake = Fake("genie_fake", *self.auth_args)
         self.c = Cluster(extra="genie:\n  url: %s\n  auth: %s\n" % (self.fake.url, self.auth_conf))
-        self.files = []
 
     def tearDown(self):
         try:
@@ -98,46 +59,12 @@ class Genie(unittest.TestCase):
         self.assertEqual(violations, [], "invariant violated")
 
     # -------------------------------------------------------------- helpers
-    def apply(self, text):
-        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
-        with open(path, "w") as f:
-            f.write(textwrap.dedent(text))
-        self.files.append(path)
-        return batonctl(self.c.name, "workflow", "apply", path)
-
     def apply_job(self, wf, tags="", extra=""):
         self.apply(JOB % {"wf": wf, "tags": tags, "extra": extra})
-
-    def q(self, sql):
-        return psql(sql.replace("$C", "'%s'" % self.c.name))
-
-    def wait_run_done(self, wf, timeout=40):
-        def done():
-            rows = self.q("SELECT run_id, state FROM workflow_runs WHERE cluster = $C AND "
-                          "workflow_id = '%s'" % wf).splitlines()
-            return [r for r in rows if r.split("|")[1] in ("success", "failed")]
-        return wait_for(done, timeout, "a finished run of %s" % wf)[0].split("|")
-
-    def tasks(self, wf):
-        rows = self.q("SELECT task_id, attempt, state FROM task_runs WHERE cluster = $C AND "
-                      "workflow_id = '%s' ORDER BY task_id, attempt" % wf)
-        out = {}
-        for r in rows.splitlines():
-            t, a, s = r.split("|")
-            out.setdefault(t, []).append((int(a), s))
-        return out
 
     def run_key(self, wf, task, attempt=1):
         return self.q("SELECT run_key FROM task_runs WHERE cluster = $C AND workflow_id = '%s' "
                       "AND task_id = '%s' AND attempt = %d" % (wf, task, attempt))
-
-    def logs(self, wf, run_id, task):
-        out = batonctl(self.c.name, "--json", "task", "logs", "%s/%s/%s" % (wf, run_id, task))
-        return json.loads(out.stdout)[-1]
-
-    def task_state(self, wf, task):
-        return self.q("SELECT state FROM task_runs WHERE cluster = $C AND workflow_id = '%s' "
-                      "AND task_id = '%s' ORDER BY attempt DESC LIMIT 1" % (wf, task))
 
     def all_alive(self):
         for n in self.c.nodes:
@@ -154,7 +81,7 @@ class Genie(unittest.TestCase):
         self.assertEqual(state, "success")
         key = self.run_key("ok", "job")
         jid = genie_id(self.c.name, "job", key)
-        log = self.logs("ok", run_id, "job")
+        log = self.task_log("ok", run_id, "job")
         self.assertEqual(log["outputs"], {"genie_job_id": jid})
         self.assertEqual(log["remote_state"], "SUCCEEDED")
         jobs = self.fake.call("GET", "/_jobs")
@@ -177,7 +104,7 @@ class Genie(unittest.TestCase):
         run_id, state = self.wait_run_done("bad")
         self.assertEqual(state, "failed")
         self.assertEqual(self.tasks("bad"), {"job": [(1, "failed")]})
-        log = self.logs("bad", run_id, "job")
+        log = self.task_log("bad", run_id, "job")
         self.assertEqual(log["error_code"], "remote_failed")
         self.assertIn("FAILED", log["error"])
         # the ends of both files, and only the ends (a Range of 4 KiB)
@@ -262,7 +189,7 @@ class Genie(unittest.TestCase):
         batonctl(self.c.name, "trigger", "garbage")
         run_id, state = self.wait_run_done("garbage")
         self.assertEqual(state, "failed")
-        log = self.logs("garbage", run_id, "job")
+        log = self.task_log("garbage", run_id, "job")
         self.assertEqual(log["error_code"], "bad_response")
         self.assertIn("not JSON", log["error"])
         # the daemons are fine and keep working
@@ -275,16 +202,16 @@ class Genie(unittest.TestCase):
 
     def test_09_register_cluster_then_teardown(self):
         self.c.start()
-        auth = "Basic dTpw"  # u:p
+        auth = {"Authorization": "Basic dTpw"}  # u:p
         # not ours (no baton.cluster tag), and ours under a name that only
         # matches as a LIKE pattern: both must stay UP
-        self.fake.call("POST", "/api/v3/clusters", {"id": "human", "name": "analytics_tmp",
-                                                    "user": "x", "version": "1", "status": "UP",
-                                                    "tags": ["emr.cluster_id:j-T4200"]}, auth)
+        self.fake.call("POST", "/api/v3/clusters",
+                       {"id": "human", "name": "analytics_tmp", "user": "x", "version": "1",
+                        "status": "UP", "tags": ["emr.cluster_id:j-T4200"]}, headers=auth)
         self.fake.call("POST", "/api/v3/clusters",
                        {"id": "lookalike", "name": "analyticsXtmp", "user": "x", "version": "1",
                         "status": "UP", "tags": ["emr.cluster_id:j-T4200", "type:yarn",
-                                                 "baton.cluster:" + self.c.name]}, auth)
+                                                 "baton.cluster:" + self.c.name]}, headers=auth)
         self.apply("""
             workflow: cl
             schedule: none
@@ -313,8 +240,8 @@ class Genie(unittest.TestCase):
         run_id, state = self.wait_run_done("cl")
         self.assertEqual(state, "success")
         cid = genie_id(self.c.name, "cluster", self.run_key("cl", "register"))
-        self.assertEqual(self.logs("cl", run_id, "register")["outputs"], {"genie_cluster_id": cid})
-        self.assertEqual(self.logs("cl", run_id, "teardown")["outputs"], {"genie_cluster_id": cid})
+        self.assertEqual(self.task_log("cl", run_id, "register")["outputs"], {"genie_cluster_id": cid})
+        self.assertEqual(self.task_log("cl", run_id, "teardown")["outputs"], {"genie_cluster_id": cid})
         cl = self.fake.call("GET", "/_clusters")
         self.assertEqual({k: v["status"] for k, v in cl.items()},
                          {cid: "TERMINATED", "human": "UP", "lookalike": "UP"})

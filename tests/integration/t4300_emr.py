@@ -7,55 +7,29 @@ created exactly once across a takeover, a lost answer or throttling.
 
 The one-leader checker of batonlib runs throughout every case.
 """
-import json
 import os
-import subprocess
 import sys
-import textwrap
 import unittest
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from batonlib import SESSION_MS, Cluster, batonctl, psql, wait_for  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from batonlib import SESSION_MS, Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
 
-FAKE = os.path.join(HERE, "..", "fakes", "emr_fake.py")
 AK, SK = "AKIAT4300EXAMPLE", "t4300/secret+key=="
 
 
-class Fake:
+class EmrFake(Fake):
+    """emr_fake.py knowing our keys; with --imds-port, its IMDS port in imds."""
+
     def __init__(self, *args):
-        self.proc = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--access-key", AK,
-                                      "--secret-key", SK, *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening"), line
-        self.port = int(line.split()[1])
-        self.imds = int(self.proc.stdout.readline().split()[1]) if "--imds-port" in args else None
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read() or b"null")
-
-    def stats(self):
-        return self.call("GET", "/_stats")
+        super().__init__("emr_fake", "--access-key", AK, "--secret-key", SK, *args,
+                         extra_ports=1 if "--imds-port" in args else 0)
+        self.imds = self.extra[0] if self.extra else None
 
     def last(self, op):
         return self.call("GET", "/_last").get(op)
 
     def clusters(self):
         return self.call("GET", "/_clusters")
-
-    def fault(self, **f):
-        self.call("POST", "/_fault", f)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(5)
-        self.proc.stdout.close()
 
 
 # appended to the line of a key of emr_create_cluster (18 spaces in, as the
@@ -65,11 +39,12 @@ GROUPS = ("\n" + " " * 18 + "instance_groups:\n" + " " * 20 +
           " " * 20 + "- {name: core, role: CORE, instance_type: m5.xlarge, instance_count: 2}")
 
 
-class Emr(unittest.TestCase):
+class Emr(WorkflowCase):
+    run_timeout = 45
+
     def setUp(self):
         self.fake = None
         self.c = None
-        self.files = []
 
     def tearDown(self):
         violations = self.c.stop() if self.c else []
@@ -79,7 +54,7 @@ class Emr(unittest.TestCase):
 
     # -------------------------------------------------------------- helpers
     def start(self, *fake_args, env=None, extra=""):
-        self.fake = Fake(*fake_args)
+        self.fake = EmrFake(*fake_args)
         e = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
              "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
              "BATON_EMR_POLL_INTERVAL_MS": "200"}
@@ -89,32 +64,16 @@ class Emr(unittest.TestCase):
                                % (self.fake.port, extra), env=e)
         return self.c.start()
 
-    def apply(self, text):
-        path = os.path.join(self.c.dir, "wf%d.yaml" % len(self.files))
-        with open(path, "w") as f:
-            f.write(textwrap.dedent(text))
-        self.files.append(path)
-        return batonctl(self.c.name, "workflow", "apply", path)
-
-    def q(self, sql):
-        return psql(sql.replace("$C", "'%s'" % self.c.name))
-
     def trigger(self, wf):
         batonctl(self.c.name, "trigger", wf)
         return wait_for(lambda: self.q("SELECT run_id FROM workflow_runs WHERE cluster = $C AND "
                                        "workflow_id = '%s'" % wf), 20, "a run of " + wf)
 
-    def wait_done(self, wf, timeout=45):
-        def done():
-            s = self.q("SELECT state FROM workflow_runs WHERE cluster = $C AND workflow_id = '%s'"
-                       % wf)
-            return s if s in ("success", "failed") else None
-        return wait_for(done, timeout, "run of %s to finish" % wf)
-
-    def task(self, wf, run, task):
-        """the last attempt of a task, from batonctl task logs"""
-        out = batonctl(self.c.name, "--json", "task", "logs", "%s/%s/%s" % (wf, run, task)).stdout
-        return json.loads(out)[-1]
+    def wait_done(self, wf):
+        """the state of wf's one run, once finished"""
+        _, state = self.wait_run_done(wf)
+        self.assertEqual(len(self.runs(wf)), 1, "one run of " + wf)
+        return state
 
     def alive(self):
         return any(n.status() for n in self.c.nodes)
@@ -170,12 +129,12 @@ class Emr(unittest.TestCase):
         st = self.fake.stats()
         self.assertEqual((st["RunJobFlow"], st["AddJobFlowSteps"], st["TerminateJobFlows"]), (1, 1, 1))
         self.assertEqual(st["auth_failures"], {}, "every request was signed right")
-        create, step = self.task("flow", run, "create"), self.task("flow", run, "step")
+        create, step = self.task_log("flow", run, "create"), self.task_log("flow", run, "step")
         cid = create["outputs"]["cluster_id"]
         self.assertEqual(create["remote_state"], "WAITING")
         self.assertEqual(step["outputs"], {"cluster_id": cid, "step_id": step["outputs"]["step_id"]})
-        self.assertEqual(self.task("flow", run, "sensor")["outputs"], {"state": "COMPLETED"})
-        self.assertEqual(self.task("flow", run, "ready")["outputs"]["state"], "WAITING")
+        self.assertEqual(self.task_log("flow", run, "sensor")["outputs"], {"state": "COMPLETED"})
+        self.assertEqual(self.task_log("flow", run, "ready")["outputs"]["state"], "WAITING")
         # what went over the wire
         req = self.fake.last("RunJobFlow")
         self.assertIn({"Key": "baton:run-key", "Value": "flow/%s/create/1" % run}, req["Tags"])
@@ -213,7 +172,7 @@ class Emr(unittest.TestCase):
         """ % GROUPS)
         run = self.trigger("badkey")
         self.assertEqual(self.wait_done("badkey"), "failed")
-        t = self.task("badkey", run, "create")
+        t = self.task_log("badkey", run, "create")
         self.assertEqual((t["state"], t["error_code"]), ("failed", "InvalidSignatureException"))
         self.assertIn("signature we calculated does not match", t["error"])
         st = self.fake.stats()
@@ -264,19 +223,19 @@ class Emr(unittest.TestCase):
         run = self.trigger("fails")
         self.assertEqual(self.wait_done("fails"), "failed")
         self.assertEqual(self.fake.stats()["auth_failures"], {}, "the token was sent and signed")
-        step = self.task("fails", run, "step")
+        step = self.task_log("fails", run, "step")
         # (remote_state is the handle's, written while running: the dispatcher
         # keeps the final state in the error record)
         self.assertEqual((step["state"], step["error_code"]), ("failed", "step_failed"))
         self.assertIn("is FAILED", step["error"])
         self.assertIn("Unknown Error.", step["detail"])
         self.assertIn("s3://fake-logs/", step["detail"])
-        broken = self.task("fails", run, "broken")
+        broken = self.task_log("fails", run, "broken")
         self.assertEqual(broken["error_code"], "cluster_terminated")
         self.assertIn("is TERMINATED_WITH_ERRORS", broken["error"])
         self.assertIn("BOOTSTRAP_FAILURE", broken["detail"])
         # a timeout cancels the step on EMR
-        self.assertEqual(self.task("fails", run, "hang")["state"], "timed_out")
+        self.assertEqual(self.task_log("fails", run, "hang")["state"], "timed_out")
         self.assertEqual(self.fake.stats()["CancelSteps"], 1)
         def hung():
             return [(c["Id"], s) for c in self.fake.clusters() for s in c["Steps"]
@@ -287,7 +246,7 @@ class Emr(unittest.TestCase):
                           "StepCancellationOption": "SEND_INTERRUPT"})
         wait_for(lambda: hung()[1]["Status"]["State"] == "CANCELLED" or None, 5,
                  "the step to be cancelled")
-        invalid = self.task("fails", run, "invalid")
+        invalid = self.task_log("fails", run, "invalid")
         self.assertEqual(invalid["error_code"], "ValidationException")
         self.assertIn("instanceCount", invalid["error"])
 
@@ -316,7 +275,7 @@ class Emr(unittest.TestCase):
                   keep_alive_when_no_steps: true
                   wait_until_ready: true%s
         """ % GROUPS)
-        t = self.task("takeover", run, "create")
+        t = self.task_log("takeover", run, "create")
         self.assertEqual(t["outputs"]["cluster_id"], self.fake.clusters()[0]["Id"])
         calls = self.fake.stats()["calls"]
         self.assertGreaterEqual(calls["ListClusters"], 1)
@@ -340,7 +299,7 @@ class Emr(unittest.TestCase):
                   args: [spark-submit, s3://b/job.py]
                   wait_for_completion: true
         """ % GROUPS)
-        t = self.task("takeover", run, "step")
+        t = self.task_log("takeover", run, "step")
         steps = self.fake.clusters()[0]["Steps"]
         self.assertEqual([s["Id"] for s in steps], [t["outputs"]["step_id"]])
         self.assertGreaterEqual(self.fake.stats()["calls"]["ListSteps"], 1)
@@ -372,7 +331,7 @@ class Emr(unittest.TestCase):
         st = self.fake.stats()
         self.assertEqual((st["RunJobFlow"], st["AddJobFlowSteps"]), (1, 1))
         self.assertEqual(st["calls"]["AddJobFlowSteps"], 3)
-        self.assertEqual(self.task("faults", run, "create")["outputs"]["cluster_id"],
+        self.assertEqual(self.task_log("faults", run, "create")["outputs"]["cluster_id"],
                          self.fake.clusters()[0]["Id"])
         # a malformed answer fails the task with the reason; the daemon lives
         self.fake.fault(op="RunJobFlow", mode="garbage")
@@ -392,7 +351,7 @@ class Emr(unittest.TestCase):
         run = self.trigger("garbage")
         self.assertEqual(self.wait_done("garbage"), "failed")
         for task, what in (("create", "not a JSON object"), ("sensor", "EXPLODING")):
-            t = self.task("garbage", run, task)
+            t = self.task_log("garbage", run, task)
             self.assertEqual((t["state"], t["error_code"]), ("failed", "bad_response"))
             self.assertIn(what, t["error"])
         self.assertTrue(self.alive())
@@ -456,7 +415,7 @@ class Emr(unittest.TestCase):
         run = self.trigger("profile")
         self.assertEqual(self.wait_done("profile"), "success")
         self.assertEqual(self.fake.stats()["auth_failures"], {})
-        self.assertTrue(self.task("profile", run, "create")["outputs"]["cluster_id"])
+        self.assertTrue(self.task_log("profile", run, "create")["outputs"]["cluster_id"])
         self.assertIn("credentials from profile t4300", self.c.nodes[0].logtext() +
                       self.c.nodes[1].logtext() + self.c.nodes[2].logtext())
 

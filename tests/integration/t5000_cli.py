@@ -10,15 +10,13 @@ import os
 import shutil
 import sys
 import tempfile
-import textwrap
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import PG, ZK, Cluster, batonctl, psql, wait_for  # noqa: E402
+from batonlib import Cluster, WorkflowCase, batonctl, wait_for  # noqa: E402
 
 
-class Cli(unittest.TestCase):
+class Cli(WorkflowCase):
     def setUp(self):
         self.jobs = tempfile.mkdtemp(prefix="baton-t5000-jobs-")
         self.c = Cluster(env={"BATON_TEST_OP_DIR": self.jobs})
@@ -35,18 +33,12 @@ class Cli(unittest.TestCase):
     def js(self, *args):
         return json.loads(self.ctl("--json", *args).stdout)
 
-    def apply(self, text):
-        path = os.path.join(self.c.dir, "wf.yaml")
-        with open(path, "w") as f:
-            f.write(textwrap.dedent(text))
-        self.ctl("workflow", "apply", path)
-
     def test_01_status_nodes_leader_json(self):
         st = self.js("status")
         self.assertEqual(st["cluster"], self.c.name)
         self.assertEqual(st["leader"]["node"], self.leader.name)
         self.assertEqual(st["leader"]["zone"], self.leader.zone)
-        fence = int(psql("SELECT epoch FROM fence WHERE cluster = '%s'" % self.c.name))
+        fence = int(self.q("SELECT epoch FROM fence WHERE cluster = $C"))
         self.assertEqual(st["leader"]["epoch"], fence)
         self.assertIsInstance(st["leader"]["since_ms"], int)
         self.assertEqual(sorted(n["node"] for n in st["nodes"]), ["n1", "n2", "n3"])
@@ -141,35 +133,33 @@ class Cli(unittest.TestCase):
               - {id: forever, test_op: {duration: 600s}}
         """)
         self.ctl("trigger", "ops")
-        run = wait_for(lambda: psql("SELECT run_id FROM workflow_runs WHERE cluster = '%s'"
-                                    % self.c.name) or None, 15, "the run")
+        run = wait_for(lambda: self.q("SELECT run_id FROM workflow_runs WHERE cluster = $C")
+                       or None, 15, "the run")
         key = "ops/%s/forever/1" % run
-        wait_for(lambda: psql("SELECT state FROM task_runs WHERE cluster = '%s' AND run_key = '%s'"
-                              % (self.c.name, key)) == "running" or None, 15, "forever running")
+        wait_for(lambda: self.q("SELECT state FROM task_runs WHERE cluster = $C AND run_key = '%s'"
+                                % key) == "running" or None, 15, "forever running")
         self.ctl("task", "kill", key)
-        wait_for(lambda: psql("SELECT state FROM task_runs WHERE cluster = '%s' AND run_key = '%s'"
-                              % (self.c.name, key)) == "cancelled" or None, 15, "killed")
+        wait_for(lambda: self.q("SELECT state FROM task_runs WHERE cluster = $C AND run_key = '%s'"
+                                % key) == "cancelled" or None, 15, "killed")
         with open(os.path.join(self.jobs, "cancels.log")) as f:
             self.assertIn(key, f.read())
-        wait_for(lambda: psql("SELECT state FROM workflow_runs WHERE cluster = '%s'"
-                              % self.c.name) == "failed" or None, 15, "the run to fail")
+        wait_for(lambda: self.q("SELECT state FROM workflow_runs WHERE cluster = $C") == "failed"
+                 or None, 15, "the run to fail")
         logs = self.js("task", "logs", "ops/%s/flaky" % run)
         self.assertEqual(logs[0]["state"], "failed")
         self.assertIn("FAILED", logs[0]["error"])
         self.assertEqual(self.js("task", "logs", key)[0]["error_code"], "killed")
         # retry the failed task: the run reopens, flaky and its downstream run again
         self.ctl("task", "retry", "ops/%s/flaky/1" % run)
-        wait_for(lambda: psql("SELECT state FROM task_runs WHERE cluster = '%s' AND "
-                              "task_id = 'after' ORDER BY attempt DESC LIMIT 1"
-                              % self.c.name) == "success" or None, 20, "after to succeed")
-        self.assertEqual(psql("SELECT state FROM task_runs WHERE cluster = '%s' AND task_id = "
-                              "'flaky' ORDER BY attempt DESC LIMIT 1" % self.c.name), "success")
-        wait_for(lambda: psql("SELECT state FROM workflow_runs WHERE cluster = '%s'"
-                              % self.c.name) == "failed" or None, 15, "run final again")
+        wait_for(lambda: self.task_state("ops", "after") == "success" or None, 20,
+                 "after to succeed")
+        self.assertEqual(self.task_state("ops", "flaky"), "success")
+        wait_for(lambda: self.q("SELECT state FROM workflow_runs WHERE cluster = $C") == "failed"
+                 or None, 15, "run final again")
         # clear --failed gives the killed task a new attempt
         self.ctl("run", "clear", "ops", run, "--failed")
-        wait_for(lambda: psql("SELECT max(attempt) FROM task_runs WHERE cluster = '%s' AND "
-                              "task_id = 'forever'" % self.c.name) == "2" or None, 15, "cleared")
+        wait_for(lambda: self.q("SELECT max(attempt) FROM task_runs WHERE cluster = $C AND "
+                                "task_id = 'forever'") == "2" or None, 15, "cleared")
         ev = self.js("events", "--since", "10m")
         kinds = {e["kind"] for e in ev}
         self.assertTrue({"leader", "run_create", "transition", "task_request"} <= kinds, kinds)
