@@ -42,6 +42,7 @@ struct bt_pg {
     int poll_events;          /* EV_READ / EV_WRITE wanted by connect poll */
     int want_write;           /* output left in libpq's buffer */
     int64_t connect_started_ms;
+    int64_t last_reply_ms;    /* monotonic: the server last sent a result */
     uint32_t backoff_ms;
     unsigned unsynced;        /* queries since the last sync */
     unsigned pending;         /* user queries awaiting results */
@@ -257,6 +258,8 @@ static void pg_drain_results(bt_pg_t *pg)
             return;
         PGresult *res = PQgetResult(pg->conn);
         pg_req_t *r = pg->cur;
+        if (res)
+            pg->last_reply_ms = bt_mono_ms();
         if (!res) {
             /* NULL ends one query's results. Nothing to end: wait. */
             if (r->kind == REQ_SYNC || !r->res)
@@ -415,7 +418,11 @@ static void pg_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 }
 
 /* A server that stopped answering (SIGSTOP, partition) never closes the
- * socket; without this the requests would wait for TCP keepalives. */
+ * socket; without this the requests would wait for TCP keepalives. Silence
+ * is what counts, not the age of the oldest request: a deep pipeline (a
+ * burst of thousands of transitions) keeps its tail waiting longer than
+ * the timeout while the server answers all along. A statement the server
+ * sits on is statement_timeout's to end. */
 static void pg_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     bt_pg_t *pg = container_of(w, bt_pg_t, watchdog);
@@ -426,7 +433,9 @@ static void pg_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (pg->state == PG_CONNECTING &&
         now - pg->connect_started_ms > (int64_t)pg->opts.reply_timeout_ms)
         pg_conn_lost(pg, "connect timed out");
-    else if (pg->head && now - pg->head->sent_ms > (int64_t)pg->opts.reply_timeout_ms)
+    else if (pg->head && now - (pg->head->sent_ms > pg->last_reply_ms ? pg->head->sent_ms
+                                                                      : pg->last_reply_ms) >
+                             (int64_t)pg->opts.reply_timeout_ms)
         pg_conn_lost(pg, "no reply from server within the reply timeout");
 }
 
