@@ -11,7 +11,17 @@
  * copies of everything the caller passed, at most one easy handle (the
  * attempt in flight) and one ev_timer (the backoff before the next
  * attempt). Callbacks only run from watchers of the loop or from
- * bt_http_free, never from bt_http_request itself. */
+ * bt_http_free, never from bt_http_request itself.
+ *
+ * At most max_connections attempts per host are handed to curl at once;
+ * the rest wait here, in order. curl would queue them too, but its
+ * CURLOPT_TIMEOUT_MS runs from the moment a handle is added: behind a
+ * burst of thousands (a takeover's lookups, a fan-out's submissions) an
+ * attempt would time out before it ever got a connection, and a
+ * submission that timed out has an unknown outcome that must be looked
+ * up. Here the per-attempt timeout measures the server; the queue's wait
+ * counts against the retry budget only. Finished easy handles are reset
+ * and kept for the next attempt. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -41,7 +51,9 @@ typedef struct sock {
 
 typedef struct req {
     struct req *prev, *next;
+    struct req *wnext;          /* in its host's wait queue */
     bt_http_t *h;
+    size_t host;                /* index in h->hosts */
     CURL *easy;                 /* the attempt in flight, or NULL */
     ev_timer backoff;
     bt_http_request_t o;        /* numbers with defaults; strings point at copies below */
@@ -59,9 +71,23 @@ typedef struct req {
     void *arg;
 } req_t;
 
+/* One peer (scheme://host:port): attempts in curl, and those waiting. */
+typedef struct host {
+    char *key;
+    unsigned active;
+    req_t *wait_head, *wait_tail;
+} host_t;
+
+#define EASY_POOL 64
+
 struct bt_http {
     struct ev_loop *loop;
     CURLM *multi;
+    host_t *hosts;
+    size_t nhosts;
+    unsigned per_host;          /* attempts handed to curl per host */
+    CURL *easy_pool[EASY_POOL]; /* reset handles for the next attempts */
+    size_t neasy;
     ev_timer timer;             /* CURLMOPT_TIMERFUNCTION */
     char *ca_bundle;
     req_t *reqs;                /* every request not answered yet */
@@ -222,10 +248,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-static bt_err_t start_attempt(req_t *r)
+static bt_err_t launch_attempt(req_t *r)
 {
     bt_http_t *h = r->h;
-    CURL *e = curl_easy_init();
+    CURL *e = h->neasy ? h->easy_pool[--h->neasy] : curl_easy_init();
     if (!e)
         return BT_E_NOMEM;
     /* the attempt may not outlive the budget */
@@ -296,7 +322,55 @@ static bt_err_t start_attempt(req_t *r)
         return BT_E_HTTP;
     }
     r->easy = e;
+    h->hosts[r->host].active++;
     return BT_OK;
+}
+
+/* Hands r to curl if its host has room, else queues it behind the others
+ * that wait for that host. */
+static bt_err_t start_attempt(req_t *r)
+{
+    host_t *ho = &r->h->hosts[r->host];
+    if (ho->active < r->h->per_host && !ho->wait_head)
+        return launch_attempt(r);
+    r->wnext = NULL;
+    if (ho->wait_tail)
+        ho->wait_tail->wnext = r;
+    else
+        ho->wait_head = r;
+    ho->wait_tail = r;
+    return BT_OK;
+}
+
+static void deliver(req_t *r, bt_err_t err, long status, const char *error, uint64_t retry_after);
+
+/* A slot of the host freed up: start whoever waits for it. */
+static void pump(bt_http_t *h, size_t host)
+{
+    host_t *ho = &h->hosts[host];
+    while (!h->closing && ho->wait_head && ho->active < h->per_host) {
+        req_t *q = ho->wait_head;
+        if (!(ho->wait_head = q->wnext))
+            ho->wait_tail = NULL;
+        bt_err_t e = launch_attempt(q);
+        if (e != BT_OK)
+            deliver(q, e, 0, "cannot start the next attempt", 0);
+    }
+}
+
+/* The attempt's handle goes back to the pool (or away). */
+static void release_easy(req_t *r)
+{
+    bt_http_t *h = r->h;
+    curl_multi_remove_handle(h->multi, r->easy);
+    if (h->neasy < EASY_POOL && !h->closing) {
+        curl_easy_reset(r->easy);
+        h->easy_pool[h->neasy++] = r->easy;
+    } else {
+        curl_easy_cleanup(r->easy);
+    }
+    r->easy = NULL;
+    h->hosts[r->host].active--;
 }
 
 static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
@@ -356,9 +430,8 @@ static void attempt_done(req_t *r, CURLcode rc)
     curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
     if (ctype)
         r->content_type = strdup(ctype);
-    curl_multi_remove_handle(h->multi, r->easy);
-    curl_easy_cleanup(r->easy);
-    r->easy = NULL;
+    release_easy(r);
+    size_t host = r->host;
     uint64_t retry_after = ra > 0 ? (uint64_t)ra * 1000u : 0;
 
     bt_err_t err = BT_OK;
@@ -393,10 +466,12 @@ static void attempt_done(req_t *r, CURLcode rc)
             h->stats.retries++;
             ev_timer_set(&r->backoff, (double)delay / 1000., 0.);
             ev_timer_start(h->loop, &r->backoff);
+            pump(h, host);
             return;
         }
     }
     deliver(r, err, status, error, retry_after);
+    pump(h, host);
 }
 
 static void check_done(bt_http_t *h)
@@ -418,6 +493,27 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* The index of url's scheme://host:port in h->hosts, added if new. */
+static bt_err_t host_of(bt_http_t *h, const char *url, size_t *out)
+{
+    const char *p = strstr(url, "://");
+    size_t len = p ? (size_t)(p + 3 - url) + strcspn(p + 3, "/?#") : strlen(url);
+    for (size_t i = 0; i < h->nhosts; i++)
+        if (strlen(h->hosts[i].key) == len && !strncmp(h->hosts[i].key, url, len)) {
+            *out = i;
+            return BT_OK;
+        }
+    host_t *n = realloc(h->hosts, (h->nhosts + 1) * sizeof *n);
+    if (!n)
+        return BT_E_NOMEM;
+    h->hosts = n;
+    memset(&n[h->nhosts], 0, sizeof *n);
+    if (!(n[h->nhosts].key = strndup(url, len)))
+        return BT_E_NOMEM;
+    *out = h->nhosts++;
+    return BT_OK;
+}
+
 static bt_err_t copy_request(req_t *r, const bt_http_request_t *req)
 {
     r->o = *req;
@@ -427,6 +523,8 @@ static bt_err_t copy_request(req_t *r, const bt_http_request_t *req)
     r->o.backoff_base_ms = req->backoff_base_ms ? req->backoff_base_ms : DEF_BACKOFF_BASE_MS;
     r->o.backoff_max_ms = req->backoff_max_ms ? req->backoff_max_ms : DEF_BACKOFF_MAX_MS;
     r->o.max_body = req->max_body ? req->max_body : DEF_MAX_BODY;
+    if (host_of(r->h, req->url, &r->host) != BT_OK)
+        return BT_E_NOMEM;
     r->method = strdup(req->method);
     r->url = strdup(req->url);
     r->sigv4 = dup_or_null(req->aws_sigv4);
@@ -514,13 +612,14 @@ bt_err_t bt_http_new(struct ev_loop *loop, const bt_http_opts_t *opts, bt_http_t
         goto err_free;
     if (!(h->multi = curl_multi_init()))
         goto err_free;
+    h->per_host = o.max_connections ? o.max_connections : 8;
     ev_timer_init(&h->timer, on_timer, 0., 0.);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                      (long)(o.max_connections ? o.max_connections : 8));
+                      (long)h->per_host);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long)(o.max_total ? o.max_total : 256));
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)(o.max_total ? o.max_total : 256));
@@ -540,15 +639,16 @@ void bt_http_free(bt_http_t *h)
     if (!h)
         return;
     h->closing = 1; /* callbacks below may not queue new requests */
+    for (size_t i = 0; i < h->nhosts; i++)
+        h->hosts[i].wait_head = h->hosts[i].wait_tail = NULL; /* all answered below */
     while (h->reqs) {
         req_t *r = h->reqs;
-        if (r->easy) {
-            curl_multi_remove_handle(h->multi, r->easy);
-            curl_easy_cleanup(r->easy);
-            r->easy = NULL;
-        }
+        if (r->easy)
+            release_easy(r);
         deliver(r, BT_E_CANCELLED, 0, "cancelled", 0);
     }
+    while (h->neasy)
+        curl_easy_cleanup(h->easy_pool[--h->neasy]);
     curl_multi_cleanup(h->multi);
     /* curl normally says REMOVE for each socket while cleaning up; drop
      * whatever it did not */
@@ -559,6 +659,9 @@ void bt_http_free(bt_http_t *h)
         free(k);
     }
     ev_timer_stop(h->loop, &h->timer);
+    for (size_t i = 0; i < h->nhosts; i++)
+        free(h->hosts[i].key);
+    free(h->hosts);
     free(h->ca_bundle);
     free(h);
     curl_global_cleanup();

@@ -413,13 +413,26 @@ static void auth_and_headers(void **state)
     assert_non_null(strstr(g2.body, "x-amz-date"));
 }
 
+/* Runs the loop until each of g[0..n) was answered (fails after 60 s). */
+static void wait_all(fixture_t *fx, const got_t *g, int n)
+{
+    int done = 0;
+    int64_t deadline = bt_mono_ms() + 60000;
+    while (done < n && bt_mono_ms() < deadline) {
+        ev_run(fx->loop, EVRUN_ONCE);
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += g[i].n;
+    }
+    assert_int_equal(done, n);
+}
+
 #define MANY 200
 
 static void many_at_once(void **state)
 {
     fixture_t *fx = *state;
     static got_t g[MANY];
-    int done = 0;
     memset(g, 0, sizeof g);
     for (int i = 0; i < MANY; i++) {
         bt_http_request_t req = {.method = "GET", .url = url("/seq?t=many&codes=200"),
@@ -429,19 +442,60 @@ static void many_at_once(void **state)
     bt_http_stats_t st;
     bt_http_get_stats(fx->http, &st);
     assert_int_equal(st.in_flight, MANY);
-    int64_t deadline = bt_mono_ms() + 60000;
-    while (done < MANY && bt_mono_ms() < deadline) {
-        ev_run(fx->loop, EVRUN_ONCE);
-        done = 0;
-        for (int i = 0; i < MANY; i++)
-            done += g[i].n;
-    }
-    assert_int_equal(done, MANY);
+    wait_all(fx, g, MANY);
     for (int i = 0; i < MANY; i++) {
         assert_int_equal(g[i].n, 1);
         assert_int_equal(g[i].status, 200);
     }
     assert_int_equal(peer_count(fx, "many"), MANY);
+}
+
+/* Attempts beyond a host's connections wait in bt_http, and their timeout
+ * runs from their turn: twelve 300 ms answers through two connections take
+ * about 1.8 s, each well within its 1 s timeout. Had curl queued them, the
+ * later ones would have timed out waiting for a connection (an unknown
+ * outcome, for a submission). Then: requests still queued at free are
+ * cancelled, each answered once. */
+#define QUEUED 12
+
+static void queued_attempts_time_from_their_turn(void **state)
+{
+    fixture_t *fx = *state;
+    static got_t g[QUEUED], late[4];
+    memset(g, 0, sizeof g);
+    memset(late, 0, sizeof late);
+    bt_http_free(fx->http);
+    bt_http_opts_t o = {.max_connections = 2};
+    assert_int_equal(bt_http_new(fx->loop, &o, &fx->http), BT_OK);
+    for (int i = 0; i < QUEUED; i++) {
+        bt_http_request_t req = {.method = "GET", .url = url("/slow?ms=300"), .timeout_ms = 1000,
+                                 .max_attempts = 1};
+        send_req(fx, &req, &g[i]);
+    }
+    wait_all(fx, g, QUEUED);
+    for (int i = 0; i < QUEUED; i++) {
+        assert_int_equal(g[i].err, BT_OK);
+        assert_int_equal(g[i].status, 200);
+        assert_int_equal(g[i].attempts, 1);
+    }
+    /* the last ones waited for their turn: later than two answers apart */
+    int64_t first = g[0].at_ms, last = g[0].at_ms;
+    for (int i = 1; i < QUEUED; i++) {
+        first = g[i].at_ms < first ? g[i].at_ms : first;
+        last = g[i].at_ms > last ? g[i].at_ms : last;
+    }
+    assert_true(last - first >= 300 * (QUEUED / 2 - 1) - 50);
+
+    for (int i = 0; i < 4; i++) {
+        bt_http_request_t req = {.method = "GET", .url = url("/slow?ms=3000")};
+        send_req(fx, &req, &late[i]);
+    }
+    bt_http_free(fx->http);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(late[i].n, 1);
+        assert_int_equal(late[i].err, BT_E_CANCELLED);
+    }
+    assert_int_equal(bt_http_new(fx->loop, NULL, &fx->http), BT_OK);
 }
 
 static void free_cancels_what_is_pending(void **state)
@@ -490,6 +544,7 @@ int main(void)
         T(auth_and_headers),
         T(many_at_once),
         T(free_cancels_what_is_pending),
+        T(queued_attempts_time_from_their_turn),
     };
 #undef T
     return cmocka_run_group_tests(tests, start_peer, stop_peer);
