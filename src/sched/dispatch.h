@@ -13,6 +13,23 @@
 #include "baton/record.h"
 #include "baton/workflow.h"
 
+/* A workflow version's spec, shared by the workflow and by every run that
+ * follows that version: a run does not change its spec, and with thousands
+ * of tasks the copies were most of the dispatcher's memory. */
+typedef struct spec_ref {
+    unsigned refs;
+    bt_workflow_spec_t *spec;
+} spec_ref_t;
+
+/* Takes s (NULL, with s freed, when out of memory); refs = 1. */
+spec_ref_t *bt_spec_ref_new(bt_workflow_spec_t *s);
+static inline spec_ref_t *bt_spec_ref_get(spec_ref_t *r)
+{
+    r->refs++;
+    return r;
+}
+void bt_spec_ref_put(spec_ref_t *r); /* frees at the last; accepts NULL */
+
 typedef struct wf wf_t;
 typedef struct run run_t;
 typedef struct task task_t;
@@ -22,7 +39,8 @@ struct wf {
     int version;
     int paused;
     int64_t change_seq;
-    bt_workflow_spec_t *spec; /* the newest version */
+    bt_workflow_spec_t *spec; /* the newest version (spec_ref's) */
+    spec_ref_t *spec_ref;
     bt_cron_t *cron;          /* NULL: manual only */
     bt_tz_t *tz;
     int64_t next_fire_ms;     /* the cursor; -1 while the row has none */
@@ -41,16 +59,20 @@ struct task {
     int needs_lookup;           /* submitting, outcome unknown: look it up */
     int64_t next_poll_ms;
     int64_t committed_ms;       /* when cur's write was known committed */
+    int64_t wake_ms;            /* nothing to do before then (INT64_MAX: until an
+                                 * event of its run); 0: look in the next turn */
 };
 
 struct run {
     run_t *next;
     wf_t *wf;
     bt_workflow_run_t *rec;
-    bt_workflow_spec_t *spec;   /* the version this run follows (owned) */
+    bt_workflow_spec_t *spec;   /* the version this run follows (spec_ref's) */
+    spec_ref_t *spec_ref;
     task_t *tasks;
     size_t ntasks;
     int pending;
+    int dirty;                  /* a task's state changed: look at every task */
     char date[16];              /* {{ run.date }} */
     char logical[40];           /* {{ run.logical_time }} */
 };
@@ -76,12 +98,14 @@ struct bt_dispatcher {
     uint64_t epoch;
     unsigned gen;
     int started, loaded, loading, reload_wanted;
+    int64_t next_sweep_ms;      /* when every task is looked at, dirty or not */
     int loads_left;
     ev_timer tick, config_poll;
     wf_t **wfs;
     size_t nwfs;
     run_t *runs;
     inflight_t *inflight;
+    size_t n_inflight;          /* writes and operator calls in flight */
     int64_t change_seq;
     uint64_t rnd;
     bt_dispatcher_stats_t stats;
@@ -126,6 +150,13 @@ void bt_disp_inflight_done(inflight_t *f); /* unlinks and frees */
  * it (BT_OK), 0 after a reload/step-down was arranged. */
 int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const char *what);
 uint64_t bt_disp_random(bt_dispatcher_t *d);
+
+/* Lowers *wake (0: none yet) to `when`, a time something is due. */
+static inline void wake_at_ms(int64_t *wake, int64_t when)
+{
+    if (when > 0 && (*wake == 0 || when < *wake))
+        *wake = when;
+}
 
 /* task_flow.c */
 bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r);

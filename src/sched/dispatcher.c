@@ -52,6 +52,7 @@ inflight_t *bt_disp_inflight(bt_dispatcher_t *d, task_t *t, int kind)
     if (d->inflight)
         d->inflight->prevp = &f->next;
     d->inflight = f;
+    d->n_inflight++;
     return f;
 }
 
@@ -60,6 +61,7 @@ void bt_disp_inflight_done(inflight_t *f)
     *f->prevp = f->next;
     if (f->next)
         f->next->prevp = f->prevp;
+    f->d->n_inflight--;
     if (f->rendered)
         baton__v1__task_spec__free_unpacked(f->rendered, NULL);
     if (f->call_run)
@@ -86,13 +88,33 @@ int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const
 
 /* ------------------------------------------------------------ model */
 
+spec_ref_t *bt_spec_ref_new(bt_workflow_spec_t *s)
+{
+    spec_ref_t *r = s ? malloc(sizeof *r) : NULL;
+    if (!r) {
+        if (s)
+            baton__v1__workflow_spec__free_unpacked(s, NULL);
+        return NULL;
+    }
+    r->refs = 1;
+    r->spec = s;
+    return r;
+}
+
+void bt_spec_ref_put(spec_ref_t *r)
+{
+    if (r && --r->refs == 0) {
+        baton__v1__workflow_spec__free_unpacked(r->spec, NULL);
+        free(r);
+    }
+}
+
 static void wf_free(wf_t *w)
 {
     if (!w)
         return;
     free(w->id);
-    if (w->spec)
-        baton__v1__workflow_spec__free_unpacked(w->spec, NULL);
+    bt_spec_ref_put(w->spec_ref);
     bt_cron_free(w->cron);
     bt_tz_free(w->tz);
     free(w);
@@ -107,8 +129,7 @@ static void run_free(run_t *r)
     free(r->tasks);
     if (r->rec)
         baton__v1__workflow_run__free_unpacked(r->rec, NULL);
-    if (r->spec)
-        baton__v1__workflow_spec__free_unpacked(r->spec, NULL);
+    bt_spec_ref_put(r->spec_ref);
     free(r);
 }
 
@@ -166,7 +187,8 @@ static void wf_upsert(bt_dispatcher_t *d, const char *id, int version, int pause
 {
     char err[256];
     bt_workflow_spec_t *s = baton__v1__workflow_spec__unpack(NULL, len, spec);
-    if (!s) {
+    spec_ref_t *ref = s ? bt_spec_ref_new(s) : NULL;
+    if (!ref) {
         bt_error("dispatch: workflow %s: stored spec does not decode; skipped", id);
         return;
     }
@@ -177,20 +199,20 @@ static void wf_upsert(bt_dispatcher_t *d, const char *id, int version, int pause
             free(w);
             if (arr)
                 d->wfs = arr;
-            baton__v1__workflow_spec__free_unpacked(s, NULL);
+            bt_spec_ref_put(ref);
             return;
         }
         d->wfs = arr;
         d->wfs[d->nwfs++] = w;
         w->next_fire_ms = next_fire;
     }
-    if (w->spec)
-        baton__v1__workflow_spec__free_unpacked(w->spec, NULL);
+    bt_spec_ref_put(w->spec_ref);
     bt_cron_free(w->cron);
     bt_tz_free(w->tz);
     w->cron = NULL;
     w->tz = NULL;
     w->spec = s;
+    w->spec_ref = ref;
     w->version = version;
     w->paused = paused;
     w->change_seq = seq;
@@ -249,12 +271,19 @@ static void load_runs(bt_dispatcher_t *d, PGresult *res)
         bt_workflow_spec_t *spec = sb ? baton__v1__workflow_spec__unpack(NULL, sl, sb) : NULL;
         PQfreemem(rb);
         PQfreemem(sb);
-        if (!rec || !spec || bt_disp_add_run(d, rec, spec) != BT_OK) {
+        wf_t *w = rec ? bt_disp_wf(d, rec->workflow_id) : NULL;
+        spec_ref_t *ref = NULL;
+        if (spec && w && w->spec_ref && (int)rec->workflow_version == w->version) {
+            baton__v1__workflow_spec__free_unpacked(spec, NULL); /* the same version */
+            ref = bt_spec_ref_get(w->spec_ref);
+        } else if (spec) {
+            ref = bt_spec_ref_new(spec);
+        }
+        if (!rec || !ref || bt_disp_add_run(d, rec, ref) != BT_OK) {
             bt_error("dispatch: an active run's record or spec does not decode; left alone");
             if (rec)
                 baton__v1__workflow_run__free_unpacked(rec, NULL);
-            if (spec)
-                baton__v1__workflow_spec__free_unpacked(spec, NULL);
+            bt_spec_ref_put(ref);
         }
     }
 }

@@ -13,11 +13,6 @@
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x
 
-static bt_workflow_spec_t *spec_copy(const bt_workflow_spec_t *s)
-{
-    return bt_pb_clone(s);
-}
-
 static bt_workflow_run_t *run_rec_copy(const bt_workflow_run_t *r)
 {
     return bt_pb_clone(r);
@@ -63,15 +58,18 @@ static void run_dates(run_t *r, const wf_t *w)
     }
 }
 
-bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, bt_workflow_spec_t *spec)
+bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t *ref)
 {
+    const bt_workflow_spec_t *spec = ref->spec;
     run_t *r = calloc(1, sizeof *r);
     if (!r)
         return BT_E_NOMEM;
     r->rec = rec;
-    r->spec = spec;
+    r->spec = ref->spec;
+    r->spec_ref = ref;
     r->wf = bt_disp_wf(d, rec->workflow_id);
     r->ntasks = spec->n_tasks;
+    r->dirty = 1;
     r->tasks = calloc(spec->n_tasks + 1, sizeof *r->tasks);
     if (!r->tasks) {
         free(r);
@@ -85,8 +83,6 @@ bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, bt_workflow
          * just created is installed) */
         t->cur = first_attempt(rec->workflow_id, rec->run_id, spec->tasks[i]->id, 0);
         if (!t->cur) {
-            r->rec = NULL;
-            r->spec = NULL;
             for (size_t k = 0; k < i; k++)
                 baton__v1__task_run__free_unpacked(r->tasks[k].cur, NULL);
             free(r->tasks);
@@ -178,11 +174,10 @@ static void on_run_created(bt_err_t err, const char *detail, void *arg)
     }
     if (c->next_fire >= 0)
         c->wf->next_fire_ms = c->next_fire;
-    bt_workflow_spec_t *spec = spec_copy(c->wf->spec);
+    spec_ref_t *spec = bt_spec_ref_get(c->wf->spec_ref);
     bt_workflow_run_t *rec = run_rec_copy(c->rec);
-    if (!spec || !rec || bt_disp_add_run(d, rec, spec) != BT_OK) {
-        if (spec)
-            baton__v1__workflow_spec__free_unpacked(spec, NULL);
+    if (!rec || bt_disp_add_run(d, rec, spec) != BT_OK) {
+        bt_spec_ref_put(spec);
         if (rec)
             baton__v1__workflow_run__free_unpacked(rec, NULL);
         create_req_free(c);
@@ -377,7 +372,7 @@ static void unlink_run(bt_dispatcher_t *d, run_t *r)
         baton__v1__task_run__free_unpacked(r->tasks[i].cur, NULL);
     free(r->tasks);
     baton__v1__workflow_run__free_unpacked(r->rec, NULL);
-    baton__v1__workflow_spec__free_unpacked(r->spec, NULL);
+    bt_spec_ref_put(r->spec_ref);
     free(r);
 }
 
@@ -387,6 +382,7 @@ static void on_run_finished(bt_err_t err, const char *detail, void *arg)
     bt_dispatcher_t *d = f->d;
     if (f->gen == d->gen) {
         f->run->pending = 0;
+        f->run->dirty = 1;
         if (bt_disp_write_ok(d, err, detail, "run")) {
             bt_info("dispatch: run %s/%s %s", f->rec->workflow_id, f->rec->run_id,
                     bt_run_state_name(f->rec->state));
@@ -430,6 +426,16 @@ static void maybe_finish(bt_dispatcher_t *d, run_t *r, int64_t now)
     }
 }
 
+/* Tasks queued in one turn at most, and writes and operator calls in
+ * flight beyond which no more are queued. Each queued task costs two fenced
+ * writes and an operator call: a fan-out of thousands placed at once would
+ * hold the loop (and ZooKeeper's pings) while it builds them all, and then
+ * hold thousands of requests in memory while PostgreSQL and the services
+ * work through them. The rest wait, ready, for a later turn; placing them
+ * as fast as the peers answer loses nothing. */
+#define QUEUE_PER_TURN 256
+#define QUEUE_MAX_IN_FLIGHT 1024
+
 typedef struct ready {
     task_t *t;
 } ready_t;
@@ -461,28 +467,54 @@ static uint32_t pool_used(bt_dispatcher_t *d, const char *pool)
     return n;
 }
 
+/* When t next needs a look, after a step that left it as it is now (tw:
+ * the wake-up the step asked for). */
+static int64_t task_wake(const task_t *t, int64_t tw, int ready)
+{
+    if (t->pending || t->op_busy)
+        return INT64_MAX; /* the answer marks it */
+    if (tw)
+        return tw;
+    if (ready)
+        return 0; /* waits for a slot: a slot frees in any run */
+    Baton__V1__TaskState s = bt_task_state(t);
+    if (bt_task_state_is_final(s) || s == S(SCHEDULED))
+        return INT64_MAX; /* an upstream change marks the run */
+    return 0;
+}
+
+/* One turn over the runs. A turn looks only at the tasks that need it:
+ * those of runs where something changed, and those whose own time came
+ * (a due time, a poll, a timeout). With thousands of running jobs polled
+ * every 30 s a turn comes every few milliseconds, and looking at every
+ * task each time would cost a core; once a second every task is looked at
+ * all the same, so a change that marked nothing waits a second at most. */
 void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
 {
     ready_t *ready = NULL;
     size_t nready = 0, cap = 0;
-
-    for (size_t i = 0; i < d->nwfs; i++)
-        d->wfs[i]->active_tasks = 0;
-    for (run_t *r = d->runs; r; r = r->next)
-        for (size_t i = 0; i < r->ntasks; i++)
-            if (r->wf && (bt_task_is_active(&r->tasks[i]) || r->tasks[i].pending))
-                r->wf->active_tasks++;
+    int sweep = now >= d->next_sweep_ms;
+    if (sweep)
+        d->next_sweep_ms = now + 1000;
 
     for (run_t *r = d->runs, *next; r && d->loaded; r = next) {
         next = r->next;
         if (r->pending)
             continue;
-        int decision;
+        int all = sweep || r->dirty, decision;
+        r->dirty = 0;
         for (size_t i = 0; i < r->ntasks && d->loaded; i++) {
             task_t *t = &r->tasks[i];
-            bt_task_step(d, t, now, wake);
+            if (!all && t->wake_ms > now) {
+                if (t->wake_ms != INT64_MAX)
+                    wake_at_ms(wake, t->wake_ms);
+                continue;
+            }
+            int64_t tw = 0;
+            bt_task_step(d, t, now, &tw);
             if (!d->loaded)
                 break;
+            int is_ready = 0;
             if (!t->pending && !t->op_busy && bt_task_state(t) == S(SCHEDULED) &&
                 t->cur->due_ms <= now && bt_task_ready(t, &decision)) {
                 if (nready == cap) {
@@ -493,10 +525,23 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
                     ready = n;
                 }
                 ready[nready++].t = t;
+                is_ready = 1;
             }
+            t->wake_ms = task_wake(t, tw, is_ready);
+            wake_at_ms(wake, tw);
         }
-        if (d->loaded)
+        if (all && d->loaded)
             maybe_finish(d, r, now);
+    }
+    if (nready && d->loaded) {
+        /* slots in use per workflow, counted afresh when there is work to
+         * place (pool_used counts per pool) */
+        for (size_t i = 0; i < d->nwfs; i++)
+            d->wfs[i]->active_tasks = 0;
+        for (run_t *r = d->runs; r; r = r->next)
+            for (size_t i = 0; i < r->ntasks; i++)
+                if (r->wf && (bt_task_is_active(&r->tasks[i]) || r->tasks[i].pending))
+                    r->wf->active_tasks++;
     }
     if (!d->loaded) {
         free(ready);
@@ -506,7 +551,7 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
     if (nready)
         qsort(ready, nready, sizeof *ready, cmp_ready);
     const char *pool = NULL;
-    uint32_t free_slots = 0;
+    uint32_t free_slots = 0, queued = 0;
     for (size_t i = 0; i < nready && d->loaded; i++) {
         task_t *t = ready[i].t;
         if (!pool || strcmp(pool, t->spec->pool)) {
@@ -518,10 +563,16 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
         uint32_t max_tasks = w && w->spec->max_active_tasks ? w->spec->max_active_tasks : 16;
         if (!free_slots || (w && w->active_tasks >= max_tasks))
             continue;
+        if (d->n_inflight >= QUEUE_MAX_IN_FLIGHT)
+            break; /* an answer kicks the next turn */
         free_slots--;
         if (w)
             w->active_tasks++;
         bt_task_queue(d, t, now);
+        if (++queued == QUEUE_PER_TURN) {
+            wake_at_ms(wake, now); /* the rest in the next turn */
+            break;
+        }
     }
     free(ready);
 }

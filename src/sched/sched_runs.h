@@ -4,9 +4,9 @@
 
 #include "sched/dispatch.h"
 
-/* Adds a loaded run (takes rec and spec); its tasks get placeholder
- * records until load_tasks fills them. */
-bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, bt_workflow_spec_t *spec);
+/* Adds a loaded run (takes rec and the reference to its spec, only when it
+ * succeeds); its tasks get placeholder records until load_tasks fills them. */
+bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t *ref);
 task_t *bt_disp_find_task(bt_dispatcher_t *d, const char *wf, const char *run_id,
                           const char *task_id);
 wf_t *bt_disp_wf(bt_dispatcher_t *d, const char *id);

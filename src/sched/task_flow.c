@@ -75,6 +75,7 @@ static void on_written(bt_err_t err, const char *detail, void *arg)
     if (f->gen == d->gen) {
         task_t *t = f->task;
         t->pending--;
+        t->run->dirty = 1; /* its dependants and the run's end may move */
         if (bt_disp_write_ok(d, err, detail, f->kind == K_CREATE ? "retry attempt" : "task")) {
             baton__v1__task_run__free_unpacked(t->cur, NULL);
             t->cur = f->rec;
@@ -301,6 +302,16 @@ static void add_outputs(bt_task_run_t *rec, const bt_op_result_t *res)
     }
 }
 
+/* Polls are due on 50 ms boundaries: those that come due together are made
+ * in one turn. A turn looks at every task that is due, and with thousands
+ * of running jobs a turn per poll would come every few milliseconds; a
+ * 30 s poll does not mind 50 ms. */
+#define POLL_SLOT_MS 50
+static int64_t poll_slot(int64_t when)
+{
+    return (when + POLL_SLOT_MS - 1) / POLL_SLOT_MS * POLL_SLOT_MS;
+}
+
 static void on_op_result(const bt_op_result_t *res, void *arg)
 {
     inflight_t *f = arg;
@@ -314,6 +325,7 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
         return;
     }
     t->op_busy = 0;
+    t->wake_ms = 0;
     uint64_t interval = 1000;
     const bt_operator_t *op = operator_for(d, t->spec);
     if (op && op->poll_interval_ms)
@@ -321,7 +333,7 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
 
     switch (res->status) {
     case BT_OP_RUNNING:
-        t->next_poll_ms = now + (int64_t)interval;
+        t->next_poll_ms = poll_slot(now + (int64_t)interval);
         if (f->kind == K_KILL) {
             if ((rec = next_state(t, S(CANCELLED)))) {
                 set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL,
@@ -486,11 +498,6 @@ void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
     }
 }
 
-static void wake_at(int64_t *wake, int64_t when)
-{
-    if (when > 0 && (*wake == 0 || when < *wake))
-        *wake = when;
-}
 
 void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
 {
@@ -501,7 +508,7 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
     switch (t->cur->state) {
     case S(SCHEDULED):
         if (t->cur->due_ms > now) {
-            wake_at(wake, t->cur->due_ms);
+            wake_at_ms(wake, t->cur->due_ms);
             return;
         }
         bt_task_ready(t, &decision);
@@ -534,9 +541,9 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
             op_call(d, t, K_POLL);
             return;
         }
-        wake_at(wake, t->next_poll_ms);
+        wake_at_ms(wake, t->next_poll_ms);
         if (t->spec->timeout_ms && t->cur->started_ms)
-            wake_at(wake, t->cur->started_ms + (int64_t)t->spec->timeout_ms);
+            wake_at_ms(wake, t->cur->started_ms + (int64_t)t->spec->timeout_ms);
         return;
     default:
         return;
