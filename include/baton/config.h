@@ -31,12 +31,15 @@ typedef struct bt_config {
     char *http_ca_bundle;       /* CA bundle for TLS peers; NULL: system default */
     char *emr_region;           /* e.g. "eu-west-1" */
     char *emr_endpoint;         /* override, e.g. a VPC endpoint; BATON_EMR_ENDPOINT */
+    uint64_t emr_poll_ms;       /* between polls of running work; 0: 30 s */
     char *aws_profile;          /* shared credentials profile; AWS_PROFILE */
     char *imds_endpoint;        /* instance metadata base URL; default http://169.254.169.254 */
     char *genie_url;            /* e.g. https://genie.example.com */
     char *genie_auth;           /* "basic USER:PASSWORD" or "bearer TOKEN"; BATON_GENIE_AUTH */
+    uint64_t genie_poll_ms;     /* between status polls of a job; 0: 2 s */
     char *livy_url;             /* e.g. http://livy.example.com:8998 */
     char *livy_auth;            /* "basic USER:PASSWORD"; BATON_LIVY_AUTH */
+    uint64_t livy_poll_ms;      /* between state polls of a batch or statement; 0: 2 s */
     int http_insecure;          /* skip TLS verification: for test fakes only */
 } bt_config_t;
 

@@ -491,7 +491,7 @@ bt_err_t bt_emr_operators(struct ev_loop *loop, bt_http_t *http, const bt_config
     e->insecure = cfg->http_insecure;
     e->region = strdup(region);
     e->endpoint = has_endpoint ? strdup(cfg->emr_endpoint) : endpoint_for(region);
-    e->poll_ms = env && *env ? strtoull(env, NULL, 10) : 0;
+    e->poll_ms = env && *env ? strtoull(env, NULL, 10) : cfg->emr_poll_ms;
     if (!e->poll_ms)
         e->poll_ms = 30000;
     ev_timer_init(&e->kick, emr_on_kick, 0., 0.);

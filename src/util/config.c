@@ -35,12 +35,15 @@ static const struct field {
     {"tls.insecure", F_BOOL, offsetof(bt_config_t, http_insecure)},
     {"emr.region", F_STR, offsetof(bt_config_t, emr_region)},
     {"emr.endpoint", F_STR, offsetof(bt_config_t, emr_endpoint)},
+    {"emr.poll_interval", F_DURATION, offsetof(bt_config_t, emr_poll_ms)},
     {"aws.profile", F_STR, offsetof(bt_config_t, aws_profile)},
     {"aws.imds_endpoint", F_STR, offsetof(bt_config_t, imds_endpoint)},
     {"genie.url", F_STR, offsetof(bt_config_t, genie_url)},
     {"genie.auth", F_STR, offsetof(bt_config_t, genie_auth)},
+    {"genie.poll_interval", F_DURATION, offsetof(bt_config_t, genie_poll_ms)},
     {"livy.url", F_STR, offsetof(bt_config_t, livy_url)},
     {"livy.auth", F_STR, offsetof(bt_config_t, livy_auth)},
+    {"livy.poll_interval", F_DURATION, offsetof(bt_config_t, livy_poll_ms)},
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
