@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A stateful stand-in for Netflix Genie 3's REST API (stdlib only), for the
-Genie operator tests (tests/integration/t4200_genie.py).
+Genie operator tests (tests/integration/t4200_genie.py, t4400_transient.py)
+and scripts/demo.
 
 What it follows from the published contract (netflix.github.io/genie/docs,
 the 3.x REST docs and genie-web's controllers):
@@ -10,15 +11,25 @@ the 3.x REST docs and genie-web's controllers):
                                       409 when the id is taken; 400 with
                                       Spring's error body when name, user,
                                       version, clusterCriterias or
-                                      commandCriteria is missing
-  GET    /api/v3/jobs/{id}            the job (HAL-ish)
+                                      commandCriteria is missing; 412 when
+                                      no UP cluster matches (below)
+  GET    /api/v3/jobs/{id}            the job (HAL-ish): the request's
+                                      fields, status, statusMsg (when one
+                                      was set), clusterName once resolved,
+                                      _links.cluster
   GET    /api/v3/jobs/{id}/status     {"status": INIT|RUNNING|SUCCEEDED|FAILED|KILLED}
+  GET    /api/v3/jobs/{id}/cluster    the cluster the job resolved to; 404
+                                      when it resolved to none
   GET    /api/v3/jobs/{id}/output/{stdout,stderr}
                                       text; Range (bytes=a-b, a-, -n): 206,
                                       416 when unsatisfiable; 404 before the
                                       job runs
   DELETE /api/v3/jobs/{id}            202 (a finished job stays as it is)
-  POST   /api/v3/clusters             Cluster JSON; 201 + Location; 409; 400
+  POST   /api/v3/clusters             Cluster JSON; 201 + Location; 409; 400.
+                                      The stored tags get "genie.id:<id>"
+                                      and "genie.name:<name>" added, as
+                                      Genie 3 does (JpaBaseService
+                                      .setFinalTags)
   GET    /api/v3/clusters/{id}        the cluster; 404
   GET    /api/v3/clusters?name=&status=&tag=&size=
                                       HAL page {"_embedded": {"clusterList":
@@ -27,6 +38,28 @@ the 3.x REST docs and genie-web's controllers):
   PATCH  /api/v3/clusters/{id}        JSON Patch (Content-Type
                                       application/json, as Genie consumes
                                       it; 415 otherwise); 204
+
+Cluster resolution at submission, as Genie 3 does it
+(JobCoordinatorServiceImpl.coordinateJob, JpaClusterServiceImpl
+.findClustersAndCommandsForJob): the job's clusterCriterias are tried in
+order; a cluster satisfies one when its status is UP and its tags (with the
+genie.id/genie.name ones) contain every tag of the criterion; the first
+criterion that some cluster satisfies wins (Genie's default load balancer
+then picks at random among them; the fake takes the oldest registration, to
+stay deterministic). The job is recorded with that cluster (clusterName,
+/cluster). When no criterion matches, Genie 3 has already stored the job
+(status INIT), then marks it FAILED with the exception's message as its
+statusMsg and answers the POST with GeniePreconditionException, i.e. 412:
+  {"timestamp": ..., "status": 412, "error": "Precondition Failed",
+   "exception": "com.netflix.genie.common.exceptions.GeniePreconditionException",
+   "message": "No cluster/command combination found for the given criteria.
+               Unable to continue", "path": "/api/v3/jobs"}
+so the id stays taken (a second POST of it gets 409) and the job never runs
+(no output: 404). Commands are NOT resolved: real Genie 3 also needs an
+ACTIVE command whose tags contain commandCriteria and that an administrator
+linked to the cluster (Genie 4: a command whose own cluster criteria match
+it); the fake has no /api/v3/commands, and commandCriteria is only checked
+for being there.
 
 Job life: INIT for 100 ms, then RUNNING for the job's duration, then its
 fate. Both come from the job's tags: "fake.duration_ms:800" (default 500)
@@ -46,14 +79,22 @@ Test controls (no auth):
                   unknown outcome); slow does the work, then waits delay_ms
                   before answering; garbage answers 200 with a body that is
                   not JSON; body answers 200 with `body`.
+                  or {"mode": "fate", "fate": "failed"|"killed"|"invalid",
+                   "job_name": "..."}: the next job created (whose name is
+                   job_name, when given) ends that way, as if the tag
+                   fake.fate said so; the request is answered normally.
   DELETE /_fault  clears every fault
-  GET    /_stats  counters: jobs_created, job_posts, kills, kill_requests,
-                  clusters_created, cluster_posts, cluster_patches,
-                  faults_fired, requests {"METHOD /path": n}
-  GET    /_jobs, /_clusters   everything stored, by id
+  GET    /_stats  counters: jobs_created (every job stored, resolved or
+                  not), jobs_unresolved (answered 412), job_posts, kills,
+                  kill_requests, clusters_created, cluster_posts,
+                  cluster_patches, faults_fired, requests {"METHOD /path": n}
+  GET    /_jobs   by id: status, request, killed, cluster_id and
+                  cluster_name (null when unresolved), status_msg
+  GET    /_clusters   every cluster, by id
 
 Usage: genie_fake.py [--port N] [--auth basic:U:P] [--token T]
-prints "listening PORT" once ready.
+prints "listening PORT" once ready. It starts with no clusters: register
+them (POST /api/v3/clusters) before submitting jobs, as on a real Genie.
 """
 import argparse
 import base64
@@ -77,7 +118,8 @@ class State:
         self.jobs = {}
         self.clusters = {}
         self.faults = []
-        self.stats = {"jobs_created": 0, "job_posts": 0, "kills": 0, "kill_requests": 0,
+        self.stats = {"jobs_created": 0, "jobs_unresolved": 0, "job_posts": 0, "kills": 0,
+                      "kill_requests": 0,
                       "clusters_created": 0, "cluster_posts": 0, "cluster_patches": 0,
                       "faults_fired": 0, "requests": {}}
 
@@ -93,6 +135,28 @@ class State:
         elif age >= 100:
             j["status"] = "RUNNING"
         return j["status"]
+
+
+NO_CLUSTER = "No cluster/command combination found for the given criteria. Unable to continue"
+FATES = ("SUCCEEDED", "FAILED", "KILLED", "INVALID")
+
+
+def resolve_cluster(clusters, criterias):
+    """The cluster a job runs on (see the top of the file), or None. Call
+    with the lock held."""
+    for crit in criterias:
+        want = set(crit["tags"])
+        found = [c for c in clusters.values() if c["status"] == "UP" and want <= set(c["tags"])]
+        if found:
+            return min(found, key=lambda c: c["seq"])
+    return None
+
+
+def final_tags(tags, cid, name):
+    """The tags Genie 3 stores for a resource: the caller's, with exactly one
+    genie.id and one genie.name tag, both the system's."""
+    out = [t for t in tags if not (t.startswith("genie.id:") or t.startswith("genie.name:"))]
+    return out + ["genie.id:" + cid, "genie.name:" + name]
 
 
 def tag_value(tags, key, default):
@@ -197,7 +261,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(401, "Full authentication is required to access this resource")
         self.delay = fault.get("delay_ms", 0) / 1000.0 if fault and fault.get("mode") == "slow" else 0
         self.lost = bool(fault and fault.get("mode") == "lost")
-        m = re.fullmatch(r"/api/v3/jobs(?:/([^/]+)(/status|/output/(stdout|stderr))?)?", path)
+        m = re.fullmatch(r"/api/v3/jobs(?:/([^/]+)(/status|/cluster|/output/(stdout|stderr))?)?",
+                         path)
         if m:
             return self.jobs(method, m.group(1) and unquote(m.group(1)), m.group(2), m.group(3))
         m = re.fullmatch(r"/api/v3/clusters(?:/([^/]+))?", path)
@@ -210,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
         st = self.state
         with st.lock:
             for f in st.faults:
-                if f["count"] == 0:
+                if f["count"] == 0 or f.get("mode") == "fate":
                     continue
                 if not path.startswith(f.get("path_prefix", "/")):
                     continue
@@ -220,6 +285,20 @@ class Handler(BaseHTTPRequestHandler):
                     f["count"] -= 1
                 st.stats["faults_fired"] += 1
                 return f
+        return None
+
+    def take_fate(self, name):
+        """The fate a "fate" fault gives the job being created, or None. Call
+        with the lock held."""
+        for f in self.state.faults:
+            if f.get("mode") != "fate" or f["count"] == 0:
+                continue
+            if f.get("job_name") not in (None, name):
+                continue
+            if f["count"] > 0:
+                f["count"] -= 1
+            self.state.stats["faults_fired"] += 1
+            return str(f.get("fate", "failed")).upper()
         return None
 
     def slow_reply(self, *args, **kw):
@@ -260,7 +339,10 @@ class Handler(BaseHTTPRequestHandler):
                 for j in st.jobs.values():
                     st.job_status(j)
                 body = json.dumps({k: {"status": v["status"], "request": v["request"],
-                                       "killed": v["killed"]} for k, v in st.jobs.items()})
+                                       "killed": v["killed"], "cluster_id": v["cluster_id"],
+                                       "cluster_name": v["cluster_name"],
+                                       "status_msg": v["status_msg"]}
+                                   for k, v in st.jobs.items()})
             elif path == "/_clusters":
                 body = json.dumps(st.clusters)
         if body is None:
@@ -280,6 +362,8 @@ class Handler(BaseHTTPRequestHandler):
         for c in cc:
             if not isinstance(c, dict) or not isinstance(c.get("tags"), list) or not c["tags"]:
                 return "clusterCriterias: every criteria needs tags"
+            if not all(isinstance(t, str) for t in c["tags"]):
+                return "clusterCriterias: tags are strings"
         cmd = r.get("commandCriteria")
         if not isinstance(cmd, list) or not [t for t in cmd if isinstance(t, str) and t.strip()]:
             return "commandCriteria: At least one valid (e.g. non-blank) command criteria is required"
@@ -311,16 +395,31 @@ class Handler(BaseHTTPRequestHandler):
             tags = r.get("tags") or []
             with st.lock:
                 dup = jid in st.jobs
+                cluster = None
                 if not dup:
-                    st.jobs[jid] = {"id": jid, "request": r, "created": time.time(), "status": "INIT",
-                                "killed": False, "timeout_s": r.get("timeout") or 0,
-                                "duration_ms": int(tag_value(tags, "fake.duration_ms", "500")),
-                                "fate": tag_value(tags, "fake.fate", "succeeded").upper()}
-                    if st.jobs[jid]["fate"] not in ("SUCCEEDED", "FAILED", "KILLED", "INVALID"):
-                        st.jobs[jid]["fate"] = "SUCCEEDED"
+                    # stored before resolution, as Genie 3 does: the id is
+                    # taken even when no cluster is found
+                    fate = (self.take_fate(r["name"]) or
+                            tag_value(tags, "fake.fate", "succeeded").upper())
+                    j = st.jobs[jid] = {
+                        "id": jid, "request": r, "created": time.time(), "status": "INIT",
+                        "killed": False, "timeout_s": r.get("timeout") or 0,
+                        "duration_ms": int(tag_value(tags, "fake.duration_ms", "500")),
+                        "fate": fate if fate in FATES else "SUCCEEDED",
+                        "cluster_id": None, "cluster_name": None, "status_msg": None}
                     st.stats["jobs_created"] += 1
+                    cluster = resolve_cluster(st.clusters, r["clusterCriterias"])
+                    if cluster is None:
+                        j["status"], j["status_msg"] = "FAILED", NO_CLUSTER
+                        st.stats["jobs_unresolved"] += 1
+                    else:
+                        j["cluster_id"], j["cluster_name"] = cluster["id"], cluster["name"]
             if dup:
                 return self.slow_reply(409, self.error_body(409, "A job with id %s already exists" % jid))
+            if cluster is None:
+                body = self.error_body(412, NO_CLUSTER)
+                body["exception"] = "com.netflix.genie.common.exceptions.GeniePreconditionException"
+                return self.slow_reply(412, body)
             loc = "http://%s/api/v3/jobs/%s" % (self.headers.get("Host", "localhost"), jid)
             return self.slow_reply(202, b"", headers=[("Location", loc)])
         if jid is None:
@@ -338,9 +437,12 @@ class Handler(BaseHTTPRequestHandler):
                 if status in ACTIVE:
                     j["status"], j["killed"] = "KILLED", True
                     st.stats["kills"] += 1
-            elif j and method == "GET" and sub not in (None, "/status") and status != "INIT":
+            elif j and method == "GET" and fname and status != "INIT" and j["cluster_id"]:
                 data = job_files(j)[fname]
             request = dict(j["request"]) if j else None
+            cluster = st.clusters.get(j["cluster_id"]) if j and j["cluster_id"] else None
+            cluster = dict(cluster) if cluster else None
+            extra = {"statusMsg": j["status_msg"], "clusterName": j["cluster_name"]} if j else {}
         if j is None:
             return self.error(404, "No job with id %s exists" % jid)
         if method == "DELETE" and sub is None:
@@ -348,10 +450,17 @@ class Handler(BaseHTTPRequestHandler):
         if method != "GET":
             return self.error(404, "unsupported")
         if sub is None:
-            return self.slow_reply(200, dict(request, id=jid, status=status),
-                                   ctype="application/hal+json")
+            base = "http://%s/api/v3/jobs/%s" % (self.headers.get("Host", "localhost"), jid)
+            view = dict(request, id=jid, status=status,
+                        _links={"self": {"href": base}, "cluster": {"href": base + "/cluster"}},
+                        **{k: v for k, v in extra.items() if v is not None})
+            return self.slow_reply(200, view, ctype="application/hal+json")
         if sub == "/status":
             return self.slow_reply(200, {"status": status})
+        if sub == "/cluster":
+            if cluster is None:
+                return self.error(404, "No cluster found for job %s" % jid)
+            return self.slow_reply(200, cluster, ctype="application/hal+json")
         if data is None:
             return self.error(404, "No output directory for job %s yet" % jid)
         return self.send_file(data)
@@ -392,12 +501,17 @@ class Handler(BaseHTTPRequestHandler):
                     return self.error(400, "%s: must not be empty" % k)
             if c.get("status") not in CLUSTER_STATUSES:
                 return self.error(400, "status: one of %s" % ", ".join(CLUSTER_STATUSES))
+            if not isinstance(c.get("tags", []), list) or \
+                    not all(isinstance(t, str) for t in c.get("tags") or []):
+                return self.error(400, "tags: a list of strings")
             cid = c.get("id") or str(uuid.uuid4())
             with st.lock:
                 dup = cid in st.clusters
                 if not dup:
-                    st.clusters[cid] = dict(c, id=cid, tags=list(c.get("tags") or []),
-                                            updated=time.time())
+                    st.clusters[cid] = dict(c, id=cid, updated=time.time(),
+                                            seq=st.stats["clusters_created"],
+                                            tags=final_tags(list(c.get("tags") or []), cid,
+                                                            c["name"]))
                     st.stats["clusters_created"] += 1
             if dup:
                 return self.slow_reply(409, self.error_body(409, "A cluster with id %s already exists" % cid))

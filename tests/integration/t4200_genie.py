@@ -4,6 +4,10 @@ of our own) against tests/fakes/genie_fake.py, a stateful Genie 3 stand-in
 with fault injection and counters, so a test can prove that a job was
 created exactly once across a takeover, a lost answer or a slow one.
 
+The stand-in resolves a job's cluster criteria as Genie does, so the cases
+that run jobs first register the cluster they select, as a Genie
+administrator would have.
+
 The one-leader checker of batonlib runs throughout every case.
 """
 import os
@@ -42,9 +46,15 @@ JOB = """
 """
 
 
+# the shared cluster the jobs of JOB select
+SLA_CLUSTER = {"id": "yarn-sla", "name": "yarn-sla", "user": "platform", "version": "emr-6.15.0",
+               "status": "UP", "tags": ["sched:sla", "type:yarn"]}
+
+
 class Genie(WorkflowCase):
     auth_args = ("--auth", "basic:u:p")
     auth_conf = "basic u:p"
+    auth_header = {"Authorization": "Basic dTpw"}  # u:p
     run_timeout = 40
 
     def setUp(self):
@@ -59,7 +69,13 @@ class Genie(WorkflowCase):
         self.assertEqual(violations, [], "invariant violated")
 
     # -------------------------------------------------------------- helpers
+    def register(self, cluster):
+        self.fake.call("POST", "/api/v3/clusters", cluster, headers=self.auth_header)
+
     def apply_job(self, wf, tags="", extra=""):
+        if not getattr(self, "sla_registered", False):
+            self.register(SLA_CLUSTER)
+            self.sla_registered = True
         self.apply(JOB % {"wf": wf, "tags": tags, "extra": extra})
 
     def run_key(self, wf, task, attempt=1):
@@ -96,6 +112,13 @@ class Genie(WorkflowCase):
         self.assertIn("finance", req["tags"])
         st = self.fake.stats()
         self.assertEqual((st["jobs_created"], st["job_posts"]), (1, 1))
+        # resolved to the one cluster whose tags hold the criterion's
+        self.assertEqual((jobs[jid]["cluster_id"], jobs[jid]["cluster_name"]),
+                         ("yarn-sla", "yarn-sla"))
+        job = self.fake.call("GET", "/api/v3/jobs/" + jid, headers=self.auth_header)
+        self.assertEqual(job["clusterName"], "yarn-sla")
+        self.assertEqual(self.fake.call("GET", "/api/v3/jobs/%s/cluster" % jid,
+                                        headers=self.auth_header)["id"], "yarn-sla")
 
     def test_02_failed_job_reports_log_tails(self):
         self.c.start()
@@ -202,7 +225,7 @@ class Genie(WorkflowCase):
 
     def test_09_register_cluster_then_teardown(self):
         self.c.start()
-        auth = {"Authorization": "Basic dTpw"}  # u:p
+        auth = self.auth_header
         # not ours (no baton.cluster tag), and ours under a name that only
         # matches as a LIKE pattern: both must stay UP
         self.fake.call("POST", "/api/v3/clusters",
@@ -250,10 +273,99 @@ class Genie(WorkflowCase):
         self.assertEqual((st["clusters_created"], st["cluster_patches"]), (3, 1), st)
 
 
+    def test_11_takeover_while_registering_a_cluster_adopts_it(self):
+        """A leader killed while Genie stores its cluster registration (the
+        answer comes after the leader died): the new leader finds the
+        registration under its deterministic id and adopts it."""
+        old, _ = self.c.start()
+        self.fake.fault(path_prefix="/api/v3/clusters", method="POST", mode="slow", delay_ms=4000)
+        self.apply("""
+            workflow: clt
+            schedule: none
+            tasks:
+              - id: register
+                genie_register_cluster:
+                  name: transient-j-T4211
+                  user: svc-baton
+                  version: emr-6.15.0
+                  emr_cluster_id: j-T4211
+                  tags: ["sched:transient"]
+        """)
+        batonctl(self.c.name, "trigger", "clt")
+        wait_for(lambda: self.fake.stats()["clusters_created"] == 1, 30, "the registration stored")
+        self.assertEqual(self.task_state("clt", "register"), "submitting")
+        old.kill9()
+        self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        run_id, state = self.wait_run_done("clt")
+        self.assertEqual(state, "success")
+        cid = genie_id(self.c.name, "cluster", self.run_key("clt", "register"))
+        self.assertEqual(self.task_log("clt", run_id, "register")["outputs"],
+                         {"genie_cluster_id": cid})
+        st = self.fake.stats()
+        self.assertEqual(st["clusters_created"], 1, st)
+        self.assertEqual(st["cluster_posts"], 1, st)  # looked up, never sent again
+        self.assertEqual(self.fake.call("GET", "/_clusters")[cid]["status"], "UP")
+
+    def test_10_cluster_resolution(self):
+        """Genie 3's resolution at submission: the criteria in order, UP
+        clusters only, the implicit genie.name tag; no match is a 412 that
+        fails the task and leaves the job FAILED in Genie."""
+        self.c.start()
+        # matches the first criterion but is out of service; the second
+        # criterion names a cluster by Genie's own genie.name tag
+        self.register(dict(SLA_CLUSTER, id="sla-down", name="sla-down", status="OUT_OF_SERVICE"))
+        self.register(dict(SLA_CLUSTER, id="adhoc", name="yarn-adhoc", tags=["sched:adhoc"]))
+        self.apply("""
+            workflow: resolve
+            schedule: none
+            defaults: {retries: 0}
+            tasks:
+              - id: fallback
+                genie_job:
+                  name: t4200-fallback
+                  user: svc-baton
+                  version: "1.0"
+                  command_args: [x]
+                  cluster_criteria:
+                    - tags: ["sched:sla", "type:yarn"]
+                    - tags: ["genie.name:yarn-adhoc"]
+                  command_criterion: {tags: ["type:spark-submit"]}
+                  tags: ["fake.duration_ms:200"]
+              - id: nowhere
+                genie_job:
+                  name: t4200-nowhere
+                  user: svc-baton
+                  version: "1.0"
+                  command_args: [x]
+                  cluster_criteria:
+                    - tags: ["sched:sla", "type:yarn"]
+                    - tags: ["sched:adhoc", "type:yarn"]
+                  command_criterion: {tags: ["type:spark-submit"]}
+        """)
+        batonctl(self.c.name, "trigger", "resolve")
+        run_id, state = self.wait_run_done("resolve")
+        self.assertEqual(state, "failed")
+        self.assertEqual(self.tasks("resolve"), {"fallback": [(1, "success")],
+                                                 "nowhere": [(1, "failed")]})
+        log = self.task_log("resolve", run_id, "nowhere")
+        self.assertEqual(log["error_code"], "remote_rejected")
+        self.assertIn("HTTP 412", log["error"])
+        self.assertIn("No cluster/command combination found for the given criteria", log["error"])
+        jobs = self.fake.call("GET", "/_jobs")
+        fb = jobs[genie_id(self.c.name, "job", self.run_key("resolve", "fallback"))]
+        nw = jobs[genie_id(self.c.name, "job", self.run_key("resolve", "nowhere"))]
+        self.assertEqual((fb["status"], fb["cluster_id"]), ("SUCCEEDED", "adhoc"))
+        self.assertEqual((nw["status"], nw["cluster_id"]), ("FAILED", None))
+        self.assertIn("No cluster/command combination found", nw["status_msg"])
+        st = self.fake.stats()
+        self.assertEqual((st["jobs_created"], st["jobs_unresolved"], st["job_posts"]), (2, 1, 2), st)
+
+
 class GenieBearer(Genie):
     """The same operators with a bearer token: one success is enough."""
     auth_args = ("--token", "t0k3n")
     auth_conf = "bearer t0k3n"
+    auth_header = {"Authorization": "Bearer t0k3n"}
 
 
 def load_tests(loader, tests, pattern):
