@@ -154,6 +154,7 @@ static void examples_load(void **state)
     assert_string_equal(cc->release_label, "emr-6.15.0");
     assert_int_equal(cc->auto_termination_idle_s, 3600);
     assert_true(cc->wait_until_ready);
+    assert_true(cc->keep_alive_when_no_steps); /* EMR's default would end it at once */
     assert_int_equal(cc->n_instance_groups, 3);
     assert_string_equal(cc->instance_groups[2]->market, "SPOT");
     assert_int_equal(cc->instance_groups[1]->instance_count, 4);
@@ -164,9 +165,23 @@ static void examples_load(void **state)
                         "s3://acme-emr-artifacts/etl/requirements.txt");
     const bt_task_spec_t *teardown = bt_workflow_task(wf, "teardown");
     assert_int_equal(teardown->trigger_rule, BATON__V1__TRIGGER_RULE__TRIGGER_RULE_ALL_DONE);
-    assert_int_equal(teardown->source_line, 96);
+    assert_int_equal(teardown->source_line, 99);
     assert_int_equal(teardown->retries, 5);
     assert_null(bt_workflow_task(wf, "nope"));
+    baton__v1__workflow_spec__free_unpacked(wf, NULL);
+
+    /* the transient-cluster pattern: both teardowns run whatever happened */
+    wf = load_example("transient_emr_genie.yaml");
+    assert_int_equal(wf->n_tasks, 7);
+    const bt_task_spec_t *unreg = bt_workflow_task(wf, "unregister_cluster");
+    const bt_task_spec_t *term = bt_workflow_task(wf, "terminate_cluster");
+    assert_int_equal(unreg->operator_case,
+                     BATON__V1__TASK_SPEC__OPERATOR_GENIE_REGISTER_CLUSTER);
+    assert_int_equal(unreg->trigger_rule, BATON__V1__TRIGGER_RULE__TRIGGER_RULE_ALL_DONE);
+    assert_int_equal(term->operator_case, BATON__V1__TASK_SPEC__OPERATOR_EMR_TERMINATE_CLUSTER);
+    assert_int_equal(term->trigger_rule, BATON__V1__TRIGGER_RULE__TRIGGER_RULE_ALL_DONE);
+    assert_string_equal(term->depends_on[0], "unregister_cluster");
+    assert_true(bt_workflow_task(wf, "create_cluster")->emr_create_cluster->keep_alive_when_no_steps);
     baton__v1__workflow_spec__free_unpacked(wf, NULL);
 
     wf = load_example("hourly_genie_report.yaml");
