@@ -278,6 +278,44 @@ class LivyTest(WorkflowCase):
         self.assertEqual(st["session_bodies"][ids["count"]]["proxyUser"], "analyst")
         self.assertEqual(st["session_bodies"][ids["count"]]["executorMemory"], "4g")
 
+    def statement_takeover(self, wf, fault_prefix, created):
+        """A leader killed while Livy works on one of a statement's two
+        creates (the session, then the statement in it); the answer comes
+        only after the leader died. The new leader must adopt what exists."""
+        old, _ = self.c.start()
+        self.fake.fault(path_prefix=fault_prefix, method="POST", mode="slow", delay_ms=4000)
+        self.apply("""
+            workflow: %s
+            schedule: none
+            tasks:
+              - id: q
+                livy_statement:
+                  kind: pyspark
+                  code: spark.range(7).count()
+                  conf: {fake.starting_ms: "200", fake.statement_ms: "1500"}
+        """ % wf)
+        batonctl(self.c.name, "trigger", wf)
+        wait_for(lambda: self.fake.stats()[created] == 1, 30, "the Livy create done")
+        old.kill9()
+        self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        _, state = self.wait_run_done(wf)
+        self.assertEqual(state, "success")
+        state, rec = self.task(wf, "q")
+        self.assertIn(b"fake output of: spark.range(7).count()", rec)
+        st = self.fake.stats()
+        self.assertEqual((st["sessions_created"], st["statements_created"]), (1, 1))
+        self.assertEqual(st["requests"]["POST /sessions"], 1)
+        self.assertEqual(st["requests"]["POST /sessions/{id}/statements"], 1)
+        self.assertEqual(st["session_deletes"], [0])  # closed after, by the new leader
+        return st
+
+    def test_10_takeover_while_creating_the_session_adopts_it_by_name(self):
+        st = self.statement_takeover("lss", "/sessions", "sessions_created")
+        self.assertGreaterEqual(st["requests"]["GET /sessions"], 1)  # the lookup
+
+    def test_11_takeover_while_posting_the_statement_finds_it(self):
+        self.statement_takeover("lsq", "/sessions/", "statements_created")
+
     # -------------------------------------------------------------- shutdown
     def test_09_shutdown_with_a_request_in_flight(self):
         leader, _ = self.c.start()
