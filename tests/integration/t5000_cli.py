@@ -165,6 +165,73 @@ class Cli(WorkflowCase):
         self.assertTrue({"leader", "run_create", "transition", "task_request"} <= kinds, kinds)
         self.assertIn("runs", self.ctl("help").stdout)
 
+    def test_06_workflow_life_cycle(self):
+        """validate (no server), apply, list, show, pause/unpause, trigger
+        with --conf, runs, run show and backfill, with --json checked."""
+        good = os.path.join(self.c.dir, "life.yaml")
+        with open(good, "w") as f:
+            f.write("workflow: life\nschedule: \"0 6 * * *\"\ntimezone: Europe/Berlin\n"
+                    "start_date: 2026-03-01\ncatchup: false\ntasks:\n"
+                    "  - {id: a, test_op: {}}\n  - {id: b, depends_on: [a], test_op: {}}\n")
+        bad = os.path.join(self.c.dir, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("workflow: bad\nschedule: \"61 * * * *\"\ntimezone: Mars/Olympus\ntasks:\n"
+                    "  - {id: a, depends_on: [nope], test_op: {}}\n")
+        import subprocess
+        from batonlib import BATONCTL
+        # no server at all: validate needs none
+        r = subprocess.run([BATONCTL, "--zk", "127.0.0.1:1", "--pg", "host=127.0.0.1 port=1",
+                            "workflow", "validate", good], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("ok (workflow life, 2 tasks)", r.stdout)
+        r = subprocess.run([BATONCTL, "workflow", "validate", good, bad], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        errs = [l for l in r.stderr.splitlines() if l.startswith(bad + ":")]
+        self.assertGreaterEqual(len(errs), 3, r.stderr)  # every error, not the first only
+        self.assertTrue(any(e.startswith(bad + ":2:") and "schedule" in e for e in errs), errs)
+        self.assertTrue(any(e.startswith(bad + ":3:") and "timezone" in e for e in errs), errs)
+        self.assertTrue(any(e.startswith(bad + ":5:") and "nope" in e for e in errs), errs)
+
+        self.ctl("workflow", "apply", good)
+        lst = {w["workflow"]: w for w in self.js("workflow", "list")}
+        self.assertEqual(lst["life"]["version"], 1)
+        self.assertEqual(lst["life"]["paused"], False)
+        self.assertEqual(lst["life"]["schedule"], "0 6 * * *")
+        self.assertEqual(lst["life"]["timezone"], "Europe/Berlin")
+        show = self.js("workflow", "show", "life")
+        self.assertEqual([t["id"] for t in show["tasks"]], ["a", "b"])
+        self.assertEqual(show["tasks"][1]["depends_on"], ["a"])
+        self.assertEqual(show["tasks"][1]["trigger_rule"], "all_success")
+        self.assertEqual(self.ctl("workflow", "show", "nosuch", check=False).returncode, 1)
+
+        self.ctl("pause", "life")
+        self.assertEqual(self.js("workflow", "show", "life")["paused"], True)
+        self.ctl("unpause", "life")
+        self.assertEqual(self.js("workflow", "show", "life")["paused"], False)
+
+        self.ctl("trigger", "life", "--conf", '{"reason": "t5000"}')
+        self.assertEqual(self.ctl("trigger", "life", "--conf", "{not json", check=False)
+                         .returncode, 2)
+        run_id, state = self.wait_run_done("life")
+        self.assertEqual(state, "success")
+        runs = self.js("runs", "--workflow", "life")
+        self.assertEqual([(x["run_id"], x["state"], x["kind"]) for x in runs],
+                         [(run_id, "success", "manual")])
+        tasks = {t["task"]: t for t in self.js("run", "show", "life", run_id)}
+        self.assertEqual({k: (v["state"], v["attempt"]) for k, v in tasks.items()},
+                         {"a": ("success", 1), "b": ("success", 1)})
+        self.assertEqual(tasks["b"]["run_key"], "life/%s/b/1" % run_id)
+
+        # three mornings, in the workflow's zone
+        self.ctl("backfill", "life", "--from", "2026-03-02", "--to", "2026-03-04")
+        done = self.wait_runs_done("life", n=4)
+        kinds = sorted(x["kind"] for x in self.js("runs", "--workflow", "life"))
+        self.assertEqual(kinds, ["backfill"] * 3 + ["manual"])
+        self.assertTrue(all(st == "success" for _, st in done), done)
+        self.assertIn(".TH BATONCTL 1", self.ctl("man").stdout)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
