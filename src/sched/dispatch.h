@@ -90,6 +90,7 @@ typedef struct inflight {
     bt_task_spec_t *rendered;  /* an operator call's spec */
     bt_task_run_t *call_run;   /* an operator call's view of the run */
     int kind;
+    int is_submit;             /* a submit or lookup call, counted in n_submits */
 } inflight_t;
 
 struct bt_dispatcher {
@@ -105,7 +106,7 @@ struct bt_dispatcher {
     size_t nwfs;
     run_t *runs;
     inflight_t *inflight;
-    size_t n_inflight;          /* writes and operator calls in flight */
+    size_t n_submits;           /* submit and lookup calls in flight */
     int64_t change_seq;
     uint64_t rnd;
     bt_dispatcher_stats_t stats;

@@ -52,7 +52,6 @@ inflight_t *bt_disp_inflight(bt_dispatcher_t *d, task_t *t, int kind)
     if (d->inflight)
         d->inflight->prevp = &f->next;
     d->inflight = f;
-    d->n_inflight++;
     return f;
 }
 
@@ -61,7 +60,8 @@ void bt_disp_inflight_done(inflight_t *f)
     *f->prevp = f->next;
     if (f->next)
         f->next->prevp = f->prevp;
-    f->d->n_inflight--;
+    if (f->is_submit)
+        f->d->n_submits--;
     if (f->rendered)
         baton__v1__task_spec__free_unpacked(f->rendered, NULL);
     if (f->call_run)

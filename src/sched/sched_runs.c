@@ -426,15 +426,11 @@ static void maybe_finish(bt_dispatcher_t *d, run_t *r, int64_t now)
     }
 }
 
-/* Tasks queued in one turn at most, and writes and operator calls in
- * flight beyond which no more are queued. Each queued task costs two fenced
- * writes and an operator call: a fan-out of thousands placed at once would
- * hold the loop (and ZooKeeper's pings) while it builds them all, and then
- * hold thousands of requests in memory while PostgreSQL and the services
- * work through them. The rest wait, ready, for a later turn; placing them
- * as fast as the peers answer loses nothing. */
-#define QUEUE_PER_TURN 256
-#define QUEUE_MAX_IN_FLIGHT 1024
+/* Tasks queued in one turn at most: each costs two fenced writes, and a
+ * fan-out of tens of thousands placed in one turn would hold the loop (and
+ * ZooKeeper's pings) while it builds them all. The rest go in the next
+ * turn, at once. (Their operator calls are bounded in task_flow.c.) */
+#define QUEUE_PER_TURN 4096
 
 typedef struct ready {
     task_t *t;
@@ -563,8 +559,6 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
         uint32_t max_tasks = w && w->spec->max_active_tasks ? w->spec->max_active_tasks : 16;
         if (!free_slots || (w && w->active_tasks >= max_tasks))
             continue;
-        if (d->n_inflight >= QUEUE_MAX_IN_FLIGHT)
-            break; /* an answer kicks the next turn */
         free_slots--;
         if (w)
             w->active_tasks++;

@@ -302,6 +302,10 @@ static void add_outputs(bt_task_run_t *rec, const bt_op_result_t *res)
     }
 }
 
+/* Submissions (and lookups) in flight at most; the rest wait, committed in
+ * `submitting`, for an answer to free a place. */
+#define MAX_SUBMITS_IN_FLIGHT 512
+
 /* Polls are due on 50 ms boundaries: those that come due together are made
  * in one turn. A turn looks at every task that is due, and with thousands
  * of running jobs a turn per poll would come every few milliseconds; a
@@ -444,6 +448,10 @@ static void op_call(bt_dispatcher_t *d, task_t *t, int kind)
                                                    : kind == K_POLL   ? op->poll
                                                                       : op->cancel; /* and kill */
     t->op_busy = 1;
+    if (kind == K_SUBMIT || kind == K_LOOKUP) {
+        f->is_submit = 1;
+        d->n_submits++;
+    }
     bt_err_t e = fn ? fn(op->ctx, &call) : BT_E_INVAL;
     if (e != BT_OK) {
         t->op_busy = 0;
@@ -527,6 +535,10 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
         }
         return;
     case S(SUBMITTING):
+        /* committed, so it can wait for its turn: each submission in
+         * flight holds a request and its body until the service answers */
+        if (d->n_submits >= MAX_SUBMITS_IN_FLIGHT)
+            return;
         op_call(d, t, t->needs_lookup ? K_LOOKUP : K_SUBMIT);
         return;
     case S(RUNNING):
