@@ -23,6 +23,9 @@ protocol, Signature Version 4):
     403 InvalidSignatureException            wrong signature, scope (region,
                                              service, date) or a date more
                                              than 15 minutes off
+    400 ExpiredTokenException                a session token that expired
+                                             ("The security token included
+                                             in the request is expired")
 
   Operations: RunJobFlow, AddJobFlowSteps, DescribeCluster, DescribeStep,
   ListClusters, ListSteps, TerminateJobFlows, CancelSteps. Bad requests get
@@ -59,6 +62,9 @@ Test controls (no signature):
                   garbage (200 with a body that is not JSON), body (200 with
                   B, work not done)
   DELETE /_fault  clears every fault
+  POST   /_expire_token   the session token in use expires now (requests
+                  signed with it get ExpiredTokenException) and the IMDS
+                  hands out a new one, as when temporary keys run out
   GET    /_stats  {"RunJobFlow": clusters created, "AddJobFlowSteps": steps
                   added, "TerminateJobFlows", "CancelSteps", "calls": {op: n},
                   "auth_failures": {type: n}, "faults_fired", "imds": {...}}
@@ -212,6 +218,8 @@ class State:
         self.seq = 0
         self.faults = []
         self.last = {}
+        self.session_token = None  # the valid one; rotated by /_expire_token
+        self.expired_tokens = set()
         self.stats = {"RunJobFlow": 0, "AddJobFlowSteps": 0, "TerminateJobFlows": 0,
                       "CancelSteps": 0, "calls": {}, "auth_failures": {}, "faults_fired": 0,
                       "imds": {"token": 0, "role_list": 0, "role_creds": 0, "unauthorized": 0}}
@@ -584,12 +592,22 @@ class EmrHandler(Base):
             with st.lock:
                 st.faults.append(json.loads(raw.decode()))
             return self.reply(200, {}, "application/json")
+        if self.path == "/_expire_token":
+            with st.lock:
+                if st.session_token:
+                    st.expired_tokens.add(st.session_token)
+                    st.session_token = "%s~%d" % (st.session_token.split("~")[0],
+                                                  len(st.expired_tokens))
+            return self.reply(200, {}, "application/json")
         target = self.headers.get("X-Amz-Target", "")
         op = target[len("ElasticMapReduce."):] if target.startswith("ElasticMapReduce.") else None
         with st.lock:
             st.stats["calls"][op or target] = st.stats["calls"].get(op or target, 0) + 1
         bad = verify("POST", self.path, self.headers.items(), raw, {a.access_key: a.secret_key},
-                     a.region, SERVICE, session_token=a.session_token)
+                     a.region, SERVICE, session_token=st.session_token)
+        if self.headers.get("X-Amz-Security-Token") in st.expired_tokens:
+            bad = (400, "ExpiredTokenException",
+                   "The security token included in the request is expired")
         if bad:
             with st.lock:
                 st.stats["auth_failures"][bad[1]] = st.stats["auth_failures"].get(bad[1], 0) + 1
@@ -675,7 +693,7 @@ class ImdsHandler(Base):
         exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + a.imds_expiry_s))
         self.reply(200, {"Code": "Success", "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          "Type": "AWS-HMAC", "AccessKeyId": a.access_key,
-                         "SecretAccessKey": a.secret_key, "Token": a.session_token or "",
+                         "SecretAccessKey": a.secret_key, "Token": self.state.session_token or "",
                          "Expiration": exp}, "text/plain")
 
 
@@ -693,6 +711,7 @@ def main():
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args()
     st = State(a.boot_s, a.step_s)
+    st.session_token = a.session_token
     for h in (EmrHandler, ImdsHandler):
         h.state, h.args = st, a
     ThreadingHTTPServer.daemon_threads = True

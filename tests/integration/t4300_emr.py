@@ -393,6 +393,46 @@ class Emr(WorkflowCase):
         self.assertNotIn(SK, logs, "a secret reached the log")
         self.assertNotIn("imds/session+token", logs, "a token reached the log")
 
+    def test_09_expired_session_token_is_renewed(self):
+        """Temporary keys from the instance role expire under a running
+        step: EMR answers ExpiredTokenException; the cached keys are
+        dropped, new ones fetched from the IMDS, the poll asked again. The
+        step is neither failed nor added twice."""
+        self.start("--session-token", "imds/first", "--imds-port", "0",
+                   env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                        "AWS_EC2_METADATA_DISABLED": ""},
+                   extra="aws:\n  imds_endpoint: http://127.0.0.1:{imds}\n")
+        self.apply("""
+            workflow: expiry
+            schedule: none
+            defaults: {retries: 0}
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-expiry
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true
+                  wait_until_ready: true%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: long
+                  args: [spark-submit, "fake:sleep=4"]
+                  wait_for_completion: true
+        """ % GROUPS)
+        self.trigger("expiry")
+        wait_for(lambda: self.task_state("expiry", "step") == "running", 30, "the step running")
+        before = self.fake.stats()["imds"]["role_creds"]
+        self.fake.call("POST", "/_expire_token", {})
+        self.assertEqual(self.wait_done("expiry"), "success")
+        st = self.fake.stats()
+        self.assertGreaterEqual(st["auth_failures"].get("ExpiredTokenException", 0), 1, st)
+        self.assertGreater(st["imds"]["role_creds"], before)  # fetched again
+        self.assertEqual((st["RunJobFlow"], st["AddJobFlowSteps"]), (1, 1))
+        logs = "".join(n.logtext() for n in self.c.nodes)
+        self.assertNotIn("imds/first", logs, "a token reached the log")
+
     def test_08_credentials_from_the_shared_file(self):
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "t4300-credentials-%d" % os.getpid())
         with open(path, "w") as f:
