@@ -115,37 +115,40 @@ def baton_run():
     def all_in():
         return all((n.status() or {}).get("role") in ("standby", "leading") for n in nodes)
 
-    wait_for(all_in, 30)
-    old, st = wait_for(leader, 30)
-    planned = []
-    for _ in range(HANDOFFS):
-        gone = threading.Event()
-        zk.create(base + "/control/handoff", b"{}")
-        # event-driven, like the kazoo side: the new leader deletes the
-        # request right after its fence write
-        if zk.exists(base + "/control/handoff", watch=lambda ev: gone.set()) is None:
-            gone.set()
-        if not gone.wait(10):
-            raise RuntimeError("handoff did not complete")
-        new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 10)
-        stopped = old.status()["last_stop_ms"]
-        planned.append(nst["leader_since_ms"] - stopped)
-        old = new
-        wait_for(all_in, 10)
-    crash = []
-    for _ in range(CRASHES):
-        t_kill = now_ms()
-        old.proc.kill()
-        old.proc.wait()
-        new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), SESSION_MS / 1000 * 4)
-        crash.append(nst["leader_since_ms"] - t_kill)
-        old.start()
+    try:
         wait_for(all_in, 30)
-        old = new
-    for n in nodes:
-        n.proc.terminate()
-        n.proc.wait(15)
-    zk.stop()
+        old, st = wait_for(leader, 30)
+        planned = []
+        for _ in range(HANDOFFS):
+            gone = threading.Event()
+            zk.create(base + "/control/handoff", b"{}")
+            # event-driven, like the kazoo side: the new leader deletes the
+            # request right after its fence write
+            if zk.exists(base + "/control/handoff", watch=lambda ev: gone.set()) is None:
+                gone.set()
+            if not gone.wait(10):
+                raise RuntimeError("handoff did not complete")
+            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 10)
+            stopped = old.status()["last_stop_ms"]
+            planned.append(nst["leader_since_ms"] - stopped)
+            old = new
+            wait_for(all_in, 10)
+        crash = []
+        for _ in range(CRASHES):
+            t_kill = now_ms()
+            old.proc.kill()
+            old.proc.wait()
+            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), SESSION_MS / 1000 * 4)
+            crash.append(nst["leader_since_ms"] - t_kill)
+            old.start()
+            wait_for(all_in, 30)
+            old = new
+    finally:  # a failed run must not leave its nodes behind
+        for n in nodes:
+            if n.proc.poll() is None:
+                n.proc.terminate()
+                n.proc.wait(15)
+        zk.stop()
     return planned, crash
 
 
