@@ -506,7 +506,6 @@ void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
     }
 }
 
-
 void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
 {
     bt_task_run_t *rec;
