@@ -64,6 +64,35 @@ class Emr(WorkflowCase):
                                % (self.fake.port, extra), env=e)
         return self.c.start()
 
+    def start_with_imds(self, token, *fake_args):
+        """Nodes whose only credentials come from the stand-in's IMDS."""
+        return self.start("--session-token", token, "--imds-port", "0", *fake_args,
+                          env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+                               "AWS_EC2_METADATA_DISABLED": ""},
+                          extra="aws:\n  imds_endpoint: http://127.0.0.1:{imds}\n")
+
+    def apply_cluster_and_step(self, wf, step_s):
+        """wf: a cluster, then one step on it lasting step_s seconds."""
+        self.apply("""
+            workflow: %s
+            schedule: none
+            defaults: {retries: 0}
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-%s
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true
+                  wait_until_ready: true%s
+              - id: step
+                depends_on: [create]
+                emr_add_step:
+                  cluster_id: "{{ tasks.create.cluster_id }}"
+                  name: slow
+                  args: [spark-submit, "fake:sleep=%d"]
+                  wait_for_completion: true
+        """ % (wf, wf, GROUPS, step_s))
+
     def trigger(self, wf):
         batonctl(self.c.name, "trigger", wf)
         return wait_for(lambda: self.q("SELECT run_id FROM workflow_runs WHERE cluster = $C AND "
@@ -357,29 +386,8 @@ class Emr(WorkflowCase):
         self.assertTrue(self.alive())
 
     def test_07_credentials_from_imds(self):
-        self.start("--session-token", "imds/session+token", "--imds-port", "0",
-                   "--imds-expiry-s", "4",
-                   env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                        "AWS_EC2_METADATA_DISABLED": ""},
-                   extra="aws:\n  imds_endpoint: http://127.0.0.1:{imds}\n")
-        self.apply("""
-            workflow: imds
-            schedule: none
-            tasks:
-              - id: create
-                emr_create_cluster:
-                  name: t4300-imds
-                  release_label: emr-6.15.0
-                  keep_alive_when_no_steps: true
-                  wait_until_ready: true%s
-              - id: step
-                depends_on: [create]
-                emr_add_step:
-                  cluster_id: "{{ tasks.create.cluster_id }}"
-                  name: slow
-                  args: [spark-submit, "fake:sleep=3"]
-                  wait_for_completion: true
-        """ % GROUPS)
+        self.start_with_imds("imds/session+token", "--imds-expiry-s", "4")
+        self.apply_cluster_and_step("imds", 3)
         self.trigger("imds")
         self.assertEqual(self.wait_done("imds"), "success")
         st = self.fake.stats()
@@ -398,29 +406,8 @@ class Emr(WorkflowCase):
         step: EMR answers ExpiredTokenException; the cached keys are
         dropped, new ones fetched from the IMDS, the poll asked again. The
         step is neither failed nor added twice."""
-        self.start("--session-token", "imds/first", "--imds-port", "0",
-                   env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                        "AWS_EC2_METADATA_DISABLED": ""},
-                   extra="aws:\n  imds_endpoint: http://127.0.0.1:{imds}\n")
-        self.apply("""
-            workflow: expiry
-            schedule: none
-            defaults: {retries: 0}
-            tasks:
-              - id: create
-                emr_create_cluster:
-                  name: t4300-expiry
-                  release_label: emr-6.15.0
-                  keep_alive_when_no_steps: true
-                  wait_until_ready: true%s
-              - id: step
-                depends_on: [create]
-                emr_add_step:
-                  cluster_id: "{{ tasks.create.cluster_id }}"
-                  name: long
-                  args: [spark-submit, "fake:sleep=4"]
-                  wait_for_completion: true
-        """ % GROUPS)
+        self.start_with_imds("imds/first")
+        self.apply_cluster_and_step("expiry", 4)
         self.trigger("expiry")
         wait_for(lambda: self.task_state("expiry", "step") == "running", 30, "the step running")
         before = self.fake.stats()["imds"]["role_creds"]
