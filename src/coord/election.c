@@ -207,14 +207,9 @@ static char *co_member_json(bt_coord_t *co)
     return s;
 }
 
-/* Not for the passing roles of a handoff: ZooKeeper applies a session's
- * requests in order, so a membership write issued on stepping down or
- * claiming would delay the deletes or the `leader` create behind it by one
- * quorum write; the role that follows is published anyway. */
 static void co_publish_member(bt_coord_t *co)
 {
-    if (!co->setup_done || !bt_zk_connected(co->zk) || co->role == BT_ROLE_STEPPING_DOWN ||
-        co->role == BT_ROLE_CLAIMING)
+    if (!co->setup_done || !bt_zk_connected(co->zk))
         return;
     char *js = co_member_json(co);
     zreq_t *r = zreq(co);
@@ -436,45 +431,31 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
 {
     bt_coord_t *co = zdone(data);
     (void)value;
-    if (!co || (co->role != BT_ROLE_CLAIMING && co->role != BT_ROLE_LEADING &&
-                co->role != BT_ROLE_SUSPENDED))
+    if (!co || co->role != BT_ROLE_CLAIMING)
         return;
     if (rc == ZOK) {
         co->leader_czxid = stat->czxid;
         co->claim_zk_done = 1;
-        if (co->role == BT_ROLE_CLAIMING)
-            co_claim_check(co);
-        else
-            co_handle_handoff(co); /* one that came while we did not know leader_czxid */
+        co_claim_check(co);
     } else if (rc == ZNODEEXISTS) {
-        /* Another session's `leader`: only if our line was broken (an
-         * operator deleted candidates). Our fence bump has deposed it
-         * already; stop dispatching until its znode goes. */
-        if (co->role != BT_ROLE_CLAIMING)
-            bt_warn("coord: another node's leader znode exists: pausing until it is gone");
-        co_set_role(co, BT_ROLE_CLAIMING);
         zreq_t *r = zreq(co);
         if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, co,
                                    on_leader_exists, r) == ZOK)
             return;
         free(r);
         co_retry_later(co, 0.2);
-    } else if (co->role == BT_ROLE_LEADING) {
-        bt_warn("coord: creating leader znode: %s", zerror(rc));
-        co_step_down(co, "cannot create the leader znode", 1);
     } else {
         /* connection loss: the create may have happened; the reconnect
-         * path re-runs the claim (or, leading, verifies the znode) */
+         * path re-runs the claim, which finds it (protection) */
         bt_warn("coord: creating leader znode: %s", zerror(rc));
         co_retry_later(co, 0.2);
     }
 }
 
-/* The fence holds our epoch: lead. `leader` need not exist yet (see
- * co_claim). */
+/* Both halves of a claim done: lead. */
 static void co_claim_check(bt_coord_t *co)
 {
-    if (co->role != BT_ROLE_CLAIMING || !co->claim_fence_done)
+    if (co->role != BT_ROLE_CLAIMING || !co->claim_zk_done || !co->claim_fence_done)
         return;
     co->fence_committed = 1;
     co->leader_since_ms = bt_now_ms();
@@ -484,15 +465,10 @@ static void co_claim_check(bt_coord_t *co)
     ev_timer_again(co->loop, &co->heartbeat);
 }
 
-/* First in line: write the fence and create `leader`, in parallel, and
- * dispatch as soon as the fence holds our epoch. Being first in line is
- * what makes us leader: a predecessor's candidate and `leader` go in one
- * transaction (co_delete_nodes, or its session's expiry), so `leader` is
- * already gone when we see the line move, and a quorum write less on the
- * path saves a few milliseconds per failover (docs/failover.md). `leader`
- * is the label others read and the lock a second claimant cannot take: if
- * another session holds it after all (a line broken by hand), our fence
- * bump has deposed that holder, and we pause until its znode goes. */
+/* First in line: create `leader` and write the fence, in parallel (one
+ * round trip less for every failover). Both must succeed before the first
+ * dispatch. A fence bump that turns out premature (someone else still holds
+ * `leader`) can only depose that holder, which the fence makes safe. */
 static void co_claim(bt_coord_t *co)
 {
     char *js;
@@ -952,10 +928,7 @@ static void co_handle_handoff(bt_coord_t *co)
         return;
     if (co->role == BT_ROLE_LEADING) {
         /* Not the epoch: our candidate may be older than the request that
-         * made us leader. Our `leader` znode is always younger; until its
-         * create is answered we cannot tell, and wait for it. */
-        if (!co->claim_zk_done)
-            return;
+         * made us leader. Our `leader` znode is always younger. */
         if (co->handoff.czxid < co->leader_czxid) {
             co_clear_fulfilled_handoff(co); /* it made us leader */
             return;
