@@ -56,6 +56,14 @@ typedef struct bt_pg_opts {
     uint32_t reply_timeout_ms;      /* default 15000; 0 = default */
     uint32_t max_batch;             /* queries per sync; default 512 */
     const char *application_name;   /* default "baton" */
+    /* Optional: one query sent with every session's setup (after the
+     * prepares, before the handle is up), with up to two text parameters;
+     * its result is ignored unless it fails. For what a session should do
+     * before it is needed, e.g. have the server compile functions whose
+     * first call must be fast. Must outlive the handle. */
+    const char *warm_sql;
+    const char *warm_params[2];
+    int warm_nparams;
 } bt_pg_opts_t;
 
 /* `res` is owned by the library and freed after the callback returns; it is

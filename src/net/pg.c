@@ -336,6 +336,15 @@ static void pg_on_connected(bt_pg_t *pg)
         r->kind = REQ_SETUP;
         pg_push(pg, r);
     }
+    if (pg->opts.warm_sql) {
+        if (!PQsendQueryParams(pg->conn, pg->opts.warm_sql, pg->opts.warm_nparams, NULL,
+                               pg->opts.warm_params, NULL, NULL, 0))
+            goto fail;
+        if (!(r = calloc(1, sizeof *r)))
+            goto fail;
+        r->kind = REQ_SETUP;
+        pg_push(pg, r);
+    }
     pg_sync(pg);
     return;
 fail:

@@ -44,6 +44,18 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                               "SELECT baton_task_request_done($1, $2, $3, $4, $5)", 5},
 };
 
+/* Sent with every session's setup. A standby's session runs nothing until
+ * it takes over, and the first call of a plpgsql function in a session
+ * compiles it and loads the catalogs it needs: the first fence bump of a
+ * takeover took 5 to 25 ms instead of under 1. These calls change nothing:
+ * a negative epoch is refused by the fenced functions, and is the warm-up
+ * branch of baton_fence_acquire (migration 4; older schemas are skipped). */
+static const char warm_sql[] =
+    "SELECT CASE WHEN (SELECT max(version) FROM schema_migrations) >= 4 THEN "
+    "baton_fence_acquire($1, -1, $2, '', 'warm-up', 0) || "
+    "baton_fence_check($1, -1) || "
+    "baton_task_transition($1, -1, $2, '', 'queued', 'submitting', NULL, NULL, ''::bytea) END";
+
 bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
                        bt_store_t **out)
 {
@@ -67,6 +79,10 @@ bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
     po.conninfo = opts->conninfo;
     po.stmts = store_stmts;
     po.nstmts = ST__COUNT;
+    po.warm_sql = warm_sql;
+    po.warm_params[0] = st->cluster;
+    po.warm_params[1] = st->node;
+    po.warm_nparams = 2;
     if ((err = bt_pg_new(loop, &po, &st->pg)) != BT_OK)
         goto err_free;
     *out = st;
