@@ -128,7 +128,12 @@ def baton_run():
                 gone.set()
             if not gone.wait(10):
                 raise RuntimeError("handoff did not complete")
-            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 10)
+            try:
+                new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 10)
+            except RuntimeError:
+                for n in nodes:
+                    print("%s: %s" % (n.name, json.dumps(n.status())), file=sys.stderr)
+                raise
             stopped = old.status()["last_stop_ms"]
             planned.append(nst["leader_since_ms"] - stopped)
             old = new
