@@ -48,7 +48,9 @@ typedef struct bt_http_response {
     size_t body_len;
     const char *content_type;     /* may be NULL */
     const char *error;            /* transport error text when status == 0 */
-    uint32_t attempts;            /* how many times it was sent */
+    uint32_t attempts;            /* how many times it was sent; 0 with BT_E_TIMEOUT:
+                                   * the retry budget ran out while it waited
+                                   * for a connection, and it was never sent */
     uint64_t retry_after_ms;      /* the last answer's Retry-After (seconds or date); 0: none */
 } bt_http_response_t;
 

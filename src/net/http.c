@@ -251,14 +251,17 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 static bt_err_t launch_attempt(req_t *r)
 {
     bt_http_t *h = r->h;
+    /* the attempt may not outlive the budget; one whose budget ran out
+     * while it waited for a connection is not sent at all */
+    int64_t left = (int64_t)r->o.retry_budget_ms - (bt_mono_ms() - r->started_ms);
+    if (left <= 0)
+        return BT_E_TIMEOUT;
+    long timeout = (long)r->o.timeout_ms;
+    if (left < timeout)
+        timeout = (long)left;
     CURL *e = h->neasy ? h->easy_pool[--h->neasy] : curl_easy_init();
     if (!e)
         return BT_E_NOMEM;
-    /* the attempt may not outlive the budget */
-    int64_t left = (int64_t)r->o.retry_budget_ms - (bt_mono_ms() - r->started_ms);
-    long timeout = (long)r->o.timeout_ms;
-    if (left < timeout)
-        timeout = left > 1 ? (long)left : 1;
 
     r->len = 0;
     r->too_big = 0;
@@ -354,7 +357,10 @@ static void pump(bt_http_t *h, size_t host)
             ho->wait_tail = NULL;
         bt_err_t e = launch_attempt(q);
         if (e != BT_OK)
-            deliver(q, e, 0, "cannot start the next attempt", 0);
+            deliver(q, e, 0,
+                    e == BT_E_TIMEOUT ? "retry budget spent waiting for a connection; not sent"
+                                      : "cannot start the next attempt",
+                    0);
     }
 }
 

@@ -498,6 +498,29 @@ static void queued_attempts_time_from_their_turn(void **state)
     assert_int_equal(bt_http_new(fx->loop, NULL, &fx->http), BT_OK);
 }
 
+/* A request whose retry budget runs out while it waits for a connection
+ * is answered BT_E_TIMEOUT with attempts 0, and never reaches the peer. */
+static void budget_spent_in_the_queue_is_never_sent(void **state)
+{
+    fixture_t *fx = *state;
+    got_t slow = {0}, starved = {0};
+    bt_http_free(fx->http);
+    bt_http_opts_t o = {.max_connections = 1};
+    assert_int_equal(bt_http_new(fx->loop, &o, &fx->http), BT_OK);
+    bt_http_request_t r1 = {.method = "GET", .url = url("/slow?ms=1500")};
+    bt_http_request_t r2 = {.method = "POST", .url = url("/seq?t=starved&codes=200"),
+                            .body = "{}", .body_len = 2, .retry_budget_ms = 300};
+    send_req(fx, &r1, &slow);
+    send_req(fx, &r2, &starved);
+    wait_n(fx, &slow.n, 1, 30);
+    assert_int_equal(slow.status, 200);
+    assert_int_equal(starved.n, 1);
+    assert_int_equal(starved.err, BT_E_TIMEOUT);
+    assert_int_equal(starved.attempts, 0);
+    assert_non_null(strstr(starved.error, "not sent"));
+    assert_int_equal(peer_count(fx, "starved"), 0);
+}
+
 static void free_cancels_what_is_pending(void **state)
 {
     fixture_t *fx = *state;
@@ -545,6 +568,7 @@ int main(void)
         T(many_at_once),
         T(free_cancels_what_is_pending),
         T(queued_attempts_time_from_their_turn),
+        T(budget_spent_in_the_queue_is_never_sent),
     };
 #undef T
     return cmocka_run_group_tests(tests, start_peer, stop_peer);
