@@ -162,7 +162,7 @@ static inline void wake_at_ms(int64_t *wake, int64_t when)
 /* task_flow.c */
 bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r);
 void bt_pb_set_str(char **slot, const char *v);
-/* One turn for one task; counts its slot use in *active. */
+/* One turn for one task; lowers *wake to when it next needs one. */
 void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake);
 /* Moves a scheduled task to queued (the caller checked pools). */
 void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now);

@@ -529,23 +529,20 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
         if (all && d->loaded)
             maybe_finish(d, r, now);
     }
-    if (nready && d->loaded) {
-        /* slots in use per workflow, counted afresh when there is work to
-         * place (pool_used counts per pool) */
-        for (size_t i = 0; i < d->nwfs; i++)
-            d->wfs[i]->active_tasks = 0;
-        for (run_t *r = d->runs; r; r = r->next)
-            for (size_t i = 0; i < r->ntasks; i++)
-                if (r->wf && (bt_task_is_active(&r->tasks[i]) || r->tasks[i].pending))
-                    r->wf->active_tasks++;
-    }
-    if (!d->loaded) {
+    if (!nready || !d->loaded) {
         free(ready);
         return;
     }
+    /* slots in use per workflow, counted afresh when there is work to place
+     * (pool_used counts per pool) */
+    for (size_t i = 0; i < d->nwfs; i++)
+        d->wfs[i]->active_tasks = 0;
+    for (run_t *r = d->runs; r; r = r->next)
+        for (size_t i = 0; i < r->ntasks; i++)
+            if (r->wf && (bt_task_is_active(&r->tasks[i]) || r->tasks[i].pending))
+                r->wf->active_tasks++;
     /* queue by pool, priority (high first), then due time */
-    if (nready)
-        qsort(ready, nready, sizeof *ready, cmp_ready);
+    qsort(ready, nready, sizeof *ready, cmp_ready);
     const char *pool = NULL;
     uint32_t free_slots = 0, queued = 0;
     for (size_t i = 0; i < nready && d->loaded; i++) {

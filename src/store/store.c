@@ -50,10 +50,11 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
  * takeover took 5 to 25 ms instead of under 1. These calls change nothing:
  * a negative epoch is refused by the fenced functions, and is the warm-up
  * branch of baton_fence_acquire (migration 4; older schemas are skipped). */
+/* (baton_task_transition runs baton_fence_check first, which warms that
+ * one too.) */
 static const char warm_sql[] =
     "SELECT CASE WHEN (SELECT max(version) FROM schema_migrations) >= 4 THEN "
     "baton_fence_acquire($1, -1, $2, '', 'warm-up', 0) || "
-    "baton_fence_check($1, -1) || "
     "baton_task_transition($1, -1, $2, '', 'queued', 'submitting', NULL, NULL, ''::bytea) END";
 
 bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
