@@ -21,6 +21,7 @@ Runs under tests/harness (scripts/bench ops). Environment: BATOND,
 BATONCTL, BATON_TEST_ZK, BATON_TEST_PG. Arguments: [JOBS] [POLL_S]
 [WINDOW_S]. Last line: one JSON object with every figure.
 """
+import base64
 import json
 import os
 import signal
@@ -114,17 +115,11 @@ def running_count(cluster):
 
 
 def register_genie_cluster(genie, tag):
-    """What an operator of a real Genie has done before any job runs: a
-    cluster with the tags the jobs select, and a command on it."""
+    """What an operator of a real Genie has done before any job runs: an UP
+    cluster with the tags the jobs select (the stand-in resolves clusters,
+    not commands)."""
     genie.call("POST", "/api/v3/clusters", {"name": "bench-yarn", "user": "svc-baton",
                                              "version": "1.0", "status": "UP", "tags": [tag]})
-    try:  # a stand-in that resolves commands too has them as real Genie does
-        genie.call("POST", "/api/v3/commands",
-                   {"name": "spark-submit", "user": "svc-baton", "version": "3.4",
-                    "status": "ACTIVE", "executable": "spark-submit",
-                    "tags": ["type:spark-submit"]})
-    except Exception:
-        pass
 
 
 def job_urls(livy, genie):
@@ -140,8 +135,8 @@ def main():
     work = tempfile.mkdtemp(prefix="baton-ops-bench-")
     livy = batonlib.Fake("livy_fake")
     genie = batonlib.Fake("genie_fake", "--auth", "basic:" + GENIE_AUTH,
-                          headers={"Authorization": "Basic " + __import__("base64").b64encode(
-                              GENIE_AUTH.encode()).decode()})
+                          headers={"Authorization": "Basic " +
+                                   base64.b64encode(GENIE_AUTH.encode()).decode()})
     node = None
     try:
         tag = "sched:bench"

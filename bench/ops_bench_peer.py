@@ -2,8 +2,8 @@
 """ops_bench's peer: Airflow's deferrable-operator model of waiting on
 remote jobs, the triggerer. Each job is one asyncio coroutine that asks for
 its state through aiohttp with a ClientSession of its own per call (as
-Airflow's async HTTP hooks open one per request), then sleeps the poll
-interval; the first polls are spread over one interval, as the jobs'
+HttpAsyncHook.run in airflow/providers/http/hooks/http.py does, under the
+Livy provider's async hook), then sleeps the poll interval; the first polls are spread over one interval, as the jobs'
 submissions spread baton's. Runs until SIGTERM.
 
 Usage: ops_bench_peer.py URLS_FILE POLL_S GENIE_USER:PASSWORD
