@@ -1271,6 +1271,11 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
     double hb = (opts->heartbeat_ms ? opts->heartbeat_ms : 500) / 1000.0;
     ev_init(&co->heartbeat, co_heartbeat_cb);
     co->heartbeat.repeat = hb;
+    /* After a pause (SIGSTOP, a stalled VM) every watcher is due at once;
+     * the known-good check must run before ZooKeeper's own callbacks, which
+     * may refresh last_recv_ms from a buffered reply, or any dispatcher
+     * callback: the pause is noticed on our clock, not by luck of order. */
+    ev_set_priority(&co->heartbeat, EV_MAXPRI);
     ev_init(&co->retry, co_retry_cb);
     ev_init(&co->drain_wait, co_drain_wait_cb);
 
