@@ -102,6 +102,15 @@ bt_err_t bt_pg_query(bt_pg_t *pg, const char *sql, int nparams,
                      const int *formats, int binary_result, bt_pg_cb cb,
                      void *arg);
 
+/* For a layer that holds queries back to merge them (the store coalesces a
+ * turn's task transitions into one statement): fn runs before any other
+ * query is queued on this handle, and before the turn's sync, and sends
+ * what was held with bt_pg_exec, so everything still reaches the server in
+ * the order it was asked for. After holding something, call bt_pg_holding
+ * so fn runs before the loop blocks. fn NULL unregisters. */
+void bt_pg_set_hold(bt_pg_t *pg, void (*fn)(void *arg), void *arg);
+void bt_pg_holding(bt_pg_t *pg);
+
 /* One-shot: cb runs (from the loop, right after the callbacks of the batch
  * that emptied it) the next time no query is in flight. Replaces an
  * earlier registration; cb NULL cancels. Not called when nothing is in

@@ -57,8 +57,22 @@ struct bt_pg {
     ev_timer broken_timer;    /* defers failure handling out of bt_pg_exec */
     bt_pg_state_cb state_cb;
     void *state_arg;
+    void (*hold_fn)(void *);  /* sends what a layer above held back */
+    void *hold_arg;
+    int in_hold;
     bt_pg_stats_t stats;
 };
+
+/* Lets the layer above send what it held back, ahead of whatever comes
+ * next (bt_pg_set_hold). Not re-entered: its own queries pass straight. */
+static void pg_release_held(bt_pg_t *pg)
+{
+    if (!pg->hold_fn || pg->in_hold)
+        return;
+    pg->in_hold = 1;
+    pg->hold_fn(pg->hold_arg);
+    pg->in_hold = 0;
+}
 
 
 static void pg_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -157,6 +171,7 @@ static void pg_conn_lost(bt_pg_t *pg, const char *why)
     pg_maybe_idle(pg);
     if (was_up && pg->state_cb)
         pg->state_cb(pg, 0, pg->state_arg);
+    pg_release_held(pg); /* fails what was held, now that we are down */
 
     /* A callback above may have freed nothing (not allowed) but may have
      * queued nothing either: we are down. Reconnect with backoff. */
@@ -422,6 +437,7 @@ static void pg_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     bt_pg_t *pg = container_of(w, bt_pg_t, prepare);
     (void)loop;
     (void)revents;
+    pg_release_held(pg);
     if (pg->state == PG_UP && pg->unsynced)
         pg_sync(pg);
 }
@@ -540,6 +556,18 @@ int bt_pg_is_up(const bt_pg_t *pg)
     return pg && pg->state == PG_UP;
 }
 
+void bt_pg_set_hold(bt_pg_t *pg, void (*fn)(void *arg), void *arg)
+{
+    pg->hold_fn = fn;
+    pg->hold_arg = arg;
+}
+
+void bt_pg_holding(bt_pg_t *pg)
+{
+    if (!ev_is_active(&pg->prepare))
+        ev_prepare_start(pg->loop, &pg->prepare);
+}
+
 void bt_pg_when_idle(bt_pg_t *pg, void (*cb)(void *arg), void *arg)
 {
     pg->idle_cb = cb;
@@ -598,6 +626,7 @@ bt_err_t bt_pg_exec(bt_pg_t *pg, int stmt, const char *const *values,
 {
     if (!pg || !cb || stmt < 0 || stmt >= pg->opts.nstmts)
         return BT_E_INVAL;
+    pg_release_held(pg);
     if (pg->state != PG_UP)
         return BT_E_PG_CONN;
     const bt_pg_stmt_t *s = &pg->opts.stmts[stmt];
@@ -613,6 +642,7 @@ bt_err_t bt_pg_query(bt_pg_t *pg, const char *sql, int nparams,
 {
     if (!pg || !cb || !sql)
         return BT_E_INVAL;
+    pg_release_held(pg);
     if (pg->state != PG_UP)
         return BT_E_PG_CONN;
     int ok = PQsendQueryParams(pg->conn, sql, nparams, NULL, values, lengths,

@@ -20,11 +20,15 @@ enum {
     ST_RUN_TRANSITION,
     ST_TASK_REQUEST_DONE,
     ST_CURSOR_INIT,
+    ST_TASK_TRANSITIONS,
     ST__COUNT
 };
 
+typedef struct bt_store_batch bt_store_batch_t;
+
 struct bt_store {
     bt_pg_t *pg;
+    bt_store_batch_t *batch;
     uint32_t fence_grace_ms;
     char *cluster;
     char *node;
@@ -41,6 +45,17 @@ typedef struct store_req {
 bt_err_t bt_store__submit(bt_store_t *st, int stmt, const char *const *vals, const int *lens,
                           const int *fmts, int binary, bt_pg_cb on_done, store_req_t *rq);
 store_req_t *bt_store__req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg);
+/* Maps a baton_* function's outcome text ('ok', 'fenced', ...) to an error. */
+bt_err_t bt_store__outcome_err(const char *v);
+
+/* batch.c: task transitions coalesced per loop turn (see there). _add
+ * takes rq on BT_OK only; rec is copied. */
+bt_store_batch_t *bt_store__batch_new(bt_store_t *st, struct ev_loop *loop);
+void bt_store__batch_free(bt_store_batch_t *bt); /* held callers get BT_E_CANCELLED */
+bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task_run_t *run,
+                             const char *from, const char *errtext, const uint8_t *rec,
+                             size_t rec_len, store_req_t *rq);
+
 /* Reads a baton_* function's one text outcome and calls rq->cb. */
 void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg);
 

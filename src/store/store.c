@@ -42,20 +42,23 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                            "SELECT baton_run_transition($1, $2, $3, $4, $5, $6, $7, $8)", 8},
     [ST_TASK_REQUEST_DONE] = {"bt_task_request_done",
                               "SELECT baton_task_request_done($1, $2, $3, $4, $5)", 5},
+    [ST_TASK_TRANSITIONS] = {"bt_task_transitions",
+                             "SELECT baton_task_transitions($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                             9},
 };
 
 /* Sent with every session's setup. A standby's session runs nothing until
  * it takes over, and the first call of a plpgsql function in a session
  * compiles it and loads the catalogs it needs: the first fence bump of a
  * takeover took 5 to 25 ms instead of under 1. These calls change nothing:
- * a negative epoch is refused by the fenced functions, and is the warm-up
- * branch of baton_fence_acquire (migration 4; older schemas are skipped). */
-/* (baton_task_transition runs baton_fence_check first, which warms that
- * one too.) */
+ * a negative epoch is the warm-up branch of baton_fence_acquire (migration
+ * 4), baton_fence_check only reads, and baton_task_transitions with no
+ * transitions writes nothing. Older schemas are skipped. */
 static const char warm_sql[] =
-    "SELECT CASE WHEN (SELECT max(version) FROM schema_migrations) >= 4 THEN "
-    "baton_fence_acquire($1, -1, $2, '', 'warm-up', 0) || "
-    "baton_task_transition($1, -1, $2, '', 'queued', 'submitting', NULL, NULL, ''::bytea) END";
+    "SELECT CASE WHEN (SELECT max(version) FROM schema_migrations) >= 5 THEN "
+    "baton_fence_acquire($1, -1, $2, '', 'warm-up', 0) || baton_fence_check($1, -1) || "
+    "array_length(baton_task_transitions($1, -1, $2, '{}', '{}', '{}', '{}', '{}', '{}'), 1) "
+    "END";
 
 bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
                        bt_store_t **out)
@@ -86,6 +89,11 @@ bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
     po.warm_nparams = 2;
     if ((err = bt_pg_new(loop, &po, &st->pg)) != BT_OK)
         goto err_free;
+    if (!(st->batch = bt_store__batch_new(st, loop))) {
+        bt_pg_free(st->pg);
+        err = BT_E_NOMEM;
+        goto err_free;
+    }
     *out = st;
     return BT_OK;
 
@@ -100,6 +108,7 @@ void bt_store_close(bt_store_t *st)
 {
     if (!st)
         return;
+    bt_store__batch_free(st->batch);
     bt_pg_free(st->pg);
     free(st->cluster);
     free(st->node);
@@ -116,8 +125,7 @@ int bt_store_is_up(const bt_store_t *st)
     return st && bt_pg_is_up(st->pg);
 }
 
-/* Maps a baton_* function's outcome text to an error code. */
-static bt_err_t outcome_err(const char *v)
+bt_err_t bt_store__outcome_err(const char *v)
 {
     if (!strcmp(v, "ok"))
         return BT_OK;
@@ -140,7 +148,7 @@ void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void 
             err = BT_E_PG;
             errmsg = "unexpected result shape";
         } else {
-            err = outcome_err(PQgetvalue(res, 0, 0));
+            err = bt_store__outcome_err(PQgetvalue(res, 0, 0));
             errmsg = NULL;
         }
     }
@@ -273,7 +281,6 @@ bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
                                   bt_task_state_t from, bt_task_run_t *run,
                                   bt_store_cb cb, void *arg)
 {
-    char ep[24], due[40];
     uint8_t *buf;
     size_t len;
     bt_err_t err;
@@ -288,20 +295,12 @@ bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
         free(buf);
         return BT_E_NOMEM;
     }
-    snprintf(ep, sizeof ep, "%" PRIu64, epoch);
-    if (run->due_ms)
-        bt_ms_to_pg_time(run->due_ms, due);
     const char *errtext = (run->error && run->error->message && *run->error->message)
                               ? run->error->message
                               : NULL;
-    const char *vals[9] = {st->cluster, ep, st->node, run->run_key, from_name,
-                           bt_task_state_name(run->state),
-                           run->due_ms ? due : NULL, errtext, (const char *)buf};
-    int lens[9] = {0};
-    int fmts[9] = {0};
-    lens[8] = (int)len;
-    fmts[8] = 1;
-    err = bt_store__submit(st, ST_TASK_TRANSITION, vals, lens, fmts, 0, bt_store__on_outcome, rq);
+    err = bt_store__batch_add(st->batch, epoch, run, from_name, errtext, buf, len, rq);
+    if (err != BT_OK)
+        free(rq);
     free(buf);
     return err;
 }

@@ -40,12 +40,13 @@ FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fakes")
 
 
 def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port for a node's HTTP server, reserved through the harness: below
+    the kernel's ephemeral range, so an outgoing connection (ours to
+    PostgreSQL, ZooKeeper's, another test's) cannot take it before the node
+    binds it, as a bind(0) port could."""
+    out = subprocess.run([HARNESS, "ports", HDIR, "1"], check=True, capture_output=True,
+                         text=True, timeout=60)
+    return int(out.stdout.split()[0])
 
 
 def psql(sql):
@@ -214,9 +215,20 @@ class Cluster:
             n.start()
             time.sleep(0.1)
         self.checker.start()
-        wait_for(lambda: all((n.status() or {}).get("role") not in (None, "starting") for n in self.nodes),
-                 10, "every node in the election")
-        return self.wait_leader(10)
+        try:
+            wait_for(lambda: all((n.status() or {}).get("role") not in (None, "starting")
+                                 for n in self.nodes), 10, "every node in the election")
+            return self.wait_leader(10)
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, self.describe())) from None
+
+    def describe(self):
+        """Every node's status and log tail: what a failed wait needs."""
+        out = []
+        for n in self.nodes:
+            tail = n.logtext().splitlines()[-15:] if os.path.exists(n.log) else []
+            out.append("--- %s: %s\n%s" % (n.name, n.status(), "\n".join(tail)))
+        return "\n".join(out)
 
     def leaders(self):
         out = []

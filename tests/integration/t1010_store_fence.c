@@ -185,6 +185,114 @@ static void one_turn_is_one_commit(void **state)
         itest_task_run_free(runs[i]);
 }
 
+/* A turn's transitions go out as one fenced statement per "generation":
+ * a run moved twice before the first move committed has its second move in
+ * a second statement, after the first, so both land in order. Each caller
+ * gets its own outcome; a wrong expected state is a conflict for that run
+ * alone. */
+#define NMOVE 200
+static void turn_of_transitions_is_one_statement_per_generation(void **state)
+{
+    static itest_outcome_t first[NMOVE], second[NMOVE], third[NMOVE];
+    itest_outcome_t wrong = {0}, created[NMOVE];
+    bt_task_run_t *runs[NMOVE];
+    bt_pg_stats_t before, after;
+    char id[32];
+    (void)state;
+    for (int i = 0; i < NMOVE; i++) {
+        snprintf(id, sizeof id, "g%d", i);
+        runs[i] = itest_task_run("wf", "gen", id, 1, S(SCHEDULED));
+        created[i] = (itest_outcome_t){0};
+        assert_int_equal(bt_store_task_create(b, 6, runs[i], itest_outcome_cb, &created[i]), BT_OK);
+    }
+    for (int i = 0; i < NMOVE; i++)
+        assert_int_equal(itest_wait(loop, &created[i]), BT_OK);
+
+    bt_pg_get_stats(bt_store_pg(b), &before);
+    for (int i = 0; i < NMOVE; i++) {
+        runs[i]->state = S(QUEUED);
+        assert_int_equal(bt_store_task_transition(b, 6, S(SCHEDULED), runs[i], itest_outcome_cb,
+                                                  &first[i]), BT_OK);
+        runs[i]->state = S(SUBMITTING);
+        assert_int_equal(bt_store_task_transition(b, 6, S(QUEUED), runs[i], itest_outcome_cb,
+                                                  &second[i]), BT_OK);
+    }
+    /* a third move for half of them, and one from a state run 0 is not in */
+    for (int i = 0; i < NMOVE; i += 2) {
+        runs[i]->state = S(RUNNING);
+        assert_int_equal(bt_store_task_transition(b, 6, S(SUBMITTING), runs[i], itest_outcome_cb,
+                                                  &third[i]), BT_OK);
+    }
+    runs[0]->state = S(SUCCESS);
+    assert_int_equal(bt_store_task_transition(b, 6, S(QUEUED), runs[0], itest_outcome_cb, &wrong),
+                     BT_OK);
+    for (int i = 0; i < NMOVE; i++) {
+        assert_int_equal(itest_wait(loop, &first[i]), BT_OK);
+        assert_int_equal(itest_wait(loop, &second[i]), BT_OK);
+        if (i % 2 == 0)
+            assert_int_equal(itest_wait(loop, &third[i]), BT_OK);
+    }
+    assert_int_equal(itest_wait(loop, &wrong), BT_E_CONFLICT);
+    bt_pg_get_stats(bt_store_pg(b), &after);
+    assert_int_equal(after.queries - before.queries, 4); /* 200 + 200 + 100 + 1 moves */
+    assert_int_equal(after.syncs - before.syncs, 1);
+
+    PGconn *c = itest_connect(db);
+    assert_int_equal(itest_scalar(c, "SELECT count(*) FROM task_runs WHERE run_id = 'gen' "
+                                     "AND state = 'running'"), NMOVE / 2);
+    assert_int_equal(itest_scalar(c, "SELECT count(*) FROM task_runs WHERE run_id = 'gen' "
+                                     "AND state = 'submitting'"), NMOVE / 2);
+    /* every run's events in the order of its moves */
+    assert_int_equal(itest_scalar(c, "SELECT count(*) FROM events e WHERE kind = 'transition' "
+                                     "AND run_key LIKE 'wf/gen/%' AND from_state = 'queued' "
+                                     "AND NOT EXISTS (SELECT 1 FROM events p WHERE p.run_key = "
+                                     "e.run_key AND p.to_state = 'queued' AND p.id < e.id)"), 0);
+    assert_int_equal(itest_scalar(c, "SELECT count(*) FROM events WHERE kind = 'transition' "
+                                     "AND run_key LIKE 'wf/gen/%'"), NMOVE * 2 + NMOVE / 2);
+    PQfinish(c);
+
+    /* a stale epoch fences every move of its statement */
+    itest_outcome_t fenced[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        runs[i + 1]->state = S(FAILED);
+        assert_int_equal(bt_store_task_transition(a, 5, S(SUBMITTING), runs[i + 1],
+                                                  itest_outcome_cb, &fenced[i]), BT_OK);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(itest_wait(loop, &fenced[i]), BT_E_FENCED);
+    for (int i = 0; i < NMOVE; i++)
+        itest_task_run_free(runs[i]);
+}
+
+static void on_state_read(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
+{
+    char *out = arg;
+    (void)errmsg;
+    snprintf(out, 32, "%s", err == BT_OK && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?");
+}
+
+/* Held transitions go out before anything asked for after them, so a read
+ * in the same turn, on the same connection, sees them. */
+static void held_transitions_keep_their_place(void **state)
+{
+    itest_outcome_t moved = {0};
+    char seen[32] = "";
+    (void)state;
+    bt_task_run_t *r = itest_task_run("wf", "order", "t", 1, S(SCHEDULED));
+    itest_outcome_t made = {0};
+    assert_int_equal(bt_store_task_create(b, 6, r, itest_outcome_cb, &made), BT_OK);
+    assert_int_equal(itest_wait(loop, &made), BT_OK);
+    r->state = S(QUEUED);
+    assert_int_equal(bt_store_task_transition(b, 6, S(SCHEDULED), r, itest_outcome_cb, &moved),
+                     BT_OK);
+    const char *vals[1] = {"wf/order/t/1"};
+    assert_int_equal(bt_pg_query(bt_store_pg(b), "SELECT state FROM task_runs WHERE run_key = $1",
+                                 1, vals, NULL, NULL, 0, on_state_read, seen), BT_OK);
+    assert_int_equal(itest_wait(loop, &moved), BT_OK);
+    assert_string_equal(seen, "queued");
+    itest_task_run_free(r);
+}
+
 /* An error in a batch rolls back that whole batch, including writes whose
  * own statement succeeded before the error: they must be reported as failed,
  * never as written. The next turn is clean. */
@@ -217,6 +325,8 @@ int main(void)
         cmocka_unit_test(read_back_record),
         cmocka_unit_test(new_leader_fences_old),
         cmocka_unit_test(one_turn_is_one_commit),
+        cmocka_unit_test(turn_of_transitions_is_one_statement_per_generation),
+        cmocka_unit_test(held_transitions_keep_their_place),
         cmocka_unit_test(failed_statement_rolls_back_its_batch_only),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
