@@ -68,3 +68,10 @@ BEGIN
       FROM u LEFT JOIN moved ON moved.i = u.i;
     RETURN v_out;
 END $$;
+
+-- Every move of a run inserts into each index on task_runs (the state
+-- changes, so no update is HOT). task_runs_run (cluster, workflow_id,
+-- run_id) is a prefix of the unique key (cluster, workflow_id, run_id,
+-- task_id, attempt), which serves the same lookups: one insert per move
+-- saved.
+DROP INDEX task_runs_run;
