@@ -35,6 +35,14 @@ static bt_err_t zk_open(bt_zk_t *zk)
     zk->zh = zookeeper_init(zk->hosts, zk_watcher, (int)zk->opts.session_timeout_ms, NULL, zk, 0);
     if (!zk->zh)
         return BT_E_ZK;
+    /* By default the client resolves every server name again on each
+     * zookeeper_interest() call, i.e. on every turn of our loop: three
+     * getaddrinfo() calls (netlink address dumps) and a read of
+     * /dev/urandom before the loop may block, on the path of every
+     * ZooKeeper round trip of a handoff and of every dispatcher turn. A
+     * DNS change is still seen within 30 s, and at once on a lost
+     * connection. */
+    zoo_set_servers_resolution_delay(zk->zh, 30000);
     if (zk->auth) {
         int rc = zoo_add_auth(zk->zh, "digest", zk->auth, (int)strlen(zk->auth), NULL, NULL);
         if (rc != ZOK) {
