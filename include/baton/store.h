@@ -85,7 +85,11 @@ bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run
 
 /* Compare-and-set: moves run->run_key from state `from` to run->state and
  * stores `run` as its record (writer fields set as above). The error column
- * is set from run->error->message, or cleared. */
+ * is set from run->error->message, or cleared. The record is copied: the
+ * call is held and sent with the turn's other transitions as one statement.
+ * A run moved again in the same turn from the state its previous move ends
+ * in makes a chain with it: all of a chain's moves get BT_OK, or all get
+ * BT_E_CONFLICT when the first does not apply. */
 bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
                                   bt_task_state_t from, bt_task_run_t *run,
                                   bt_store_cb cb, void *arg);

@@ -10,11 +10,13 @@
  * its own outcome, in order, after the commit.
  *
  * Order is kept: what is held is sent (bt_pg_set_hold) before any other
- * query on the connection and before the turn's sync. One UPDATE cannot
- * move a row twice, and the dispatcher often moves a run again before the
- * first move has committed: a run's second move of the turn goes into a
- * second statement (a "generation"), sent after the first, and so on. A
- * run's moves stay in order; moves of different runs are independent rows.
+ * query on the connection and before the turn's sync. The dispatcher often
+ * moves a run again before the first move has committed; a move that
+ * starts where the run's last held move ends joins it as a chain, which the
+ * statement applies as one compare-and-set (migration 5). A move that does
+ * not (the caller's view of the run differs from what it asked for) goes
+ * into a second statement (a "generation"), sent after the first. Moves of
+ * one run stay in order; moves of different runs are independent rows.
  * Another epoch sends everything held first. Arrays travel in PostgreSQL's
  * binary array format: no quoting, and records stay raw. */
 #include <inttypes.h>
@@ -27,7 +29,7 @@
 #include "util/container.h"
 
 #define BATCH_MAX 1024   /* transitions per statement; distinct runs held */
-#define MAX_GEN 8        /* moves of one run held at once */
+#define MAX_GEN 4        /* statements held at once */
 #define SLOTS 2048       /* key set: twice BATCH_MAX, a power of two */
 #define HDR 20           /* binary array header: ndim, flags, oid, size, lbound */
 
@@ -42,9 +44,10 @@ typedef struct abuf {
     int has_null;
 } abuf_t;
 
-/* One statement's worth: the i-th move of each run held. */
+/* One statement's worth: chains of moves, at most one per run. */
 typedef struct gen {
     size_t n;
+    int chained; /* some run has more than one move in it */
     abuf_t a[A__COUNT];
     store_req_t *rq[BATCH_MAX];
 } gen_t;
@@ -70,11 +73,13 @@ struct bt_store_batch {
     size_t held;          /* moves held, over all generations */
     size_t ngen;          /* generations in use */
     gen_t *gen[MAX_GEN];  /* allocated on first use, kept */
-    /* the runs held: key bytes, and how many moves of each */
+    /* the runs held: key bytes, the generation of each one's last chain,
+     * and the state that chain ends in */
     abuf_t keys;
     size_t nkeys;
     uint32_t key_off[BATCH_MAX], key_len[BATCH_MAX];
-    uint8_t moves[BATCH_MAX];
+    uint8_t kgen[BATCH_MAX];
+    const char *last_to[BATCH_MAX];
     uint16_t slot[SLOTS]; /* 1 + index into key_off, 0 = free */
     int oom;
     failed_t *failed;
@@ -154,6 +159,7 @@ static void gen_reset(gen_t *g, int *oom)
 {
     static const uint8_t zero[HDR];
     g->n = 0;
+    g->chained = 0;
     for (int i = 0; i < A__COUNT; i++) {
         g->a[i].len = 0;
         g->a[i].has_null = 0;
@@ -256,8 +262,9 @@ static void send_gen(bt_store_batch_t *bt, gen_t *g, int oom)
         memcpy(s->rq, g->rq, n * sizeof s->rq[0]);
     }
     if (s && !oom) {
-        const char *vals[3 + A__COUNT] = {bt->st->cluster, ep, bt->st->node};
-        int lens[3 + A__COUNT] = {0}, fmts[3 + A__COUNT] = {0};
+        const char *vals[4 + A__COUNT] = {bt->st->cluster, ep, bt->st->node};
+        int lens[4 + A__COUNT] = {0}, fmts[4 + A__COUNT] = {0};
+        vals[3 + A__COUNT] = g->chained ? "t" : "f";
         snprintf(ep, sizeof ep, "%" PRIu64, bt->epoch);
         for (int i = 0; i < A__COUNT; i++) {
             finish_header(&g->a[i], elem_oid[i], n);
@@ -367,9 +374,12 @@ bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task
     if (bt->held && bt->epoch != epoch)
         send_held(bt);
     uint16_t *slot = key_slot(bt, run->run_key, klen);
-    if (bt->held && (*slot ? bt->moves[*slot - 1] == MAX_GEN : bt->nkeys == BATCH_MAX)) {
+    /* its chain's generation, or the next one if this move breaks it */
+    size_t gi = *slot ? bt->kgen[*slot - 1] + (strcmp(bt->last_to[*slot - 1], from) != 0) : 0;
+    if (bt->held && (gi == MAX_GEN || (!*slot && bt->nkeys == BATCH_MAX))) {
         send_held(bt);
         slot = key_slot(bt, run->run_key, klen);
+        gi = 0;
     }
     if (!bt->held)
         bt_pg_holding(bt->st->pg);
@@ -379,15 +389,15 @@ bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task
     if (!*slot) {
         bt->key_off[k] = (uint32_t)bt->keys.len;
         bt->key_len[k] = (uint32_t)klen;
-        bt->moves[k] = 0;
         put(&bt->keys, run->run_key, klen, &oom);
     }
-    gen_t *g = oom ? NULL : gen_at(bt, bt->moves[k]);
+    const char *to = bt_task_state_name(run->state);
+    gen_t *g = oom ? NULL : gen_at(bt, gi);
     if (!g)
         return BT_E_NOMEM; /* nothing recorded yet: the batch is intact */
     put_elem(&g->a[A_KEY], run->run_key, klen, &oom);
     put_text(&g->a[A_FROM], from, &oom);
-    put_text(&g->a[A_TO], bt_task_state_name(run->state), &oom);
+    put_text(&g->a[A_TO], to, &oom);
     put_time_ms(&g->a[A_DUE], run->due_ms, &oom);
     put_text(&g->a[A_ERROR], errtext, &oom);
     put_elem(&g->a[A_RECORD], rec, rec_len, &oom);
@@ -401,8 +411,11 @@ bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task
         *slot = (uint16_t)(k + 1);
         bt->nkeys++;
     }
+    if (*slot && bt->kgen[k] == gi && g->n)
+        g->chained = 1;
     g->rq[g->n++] = rq;
-    bt->moves[k]++;
+    bt->kgen[k] = (uint8_t)gi;
+    bt->last_to[k] = to;
     bt->held++;
     if (g->n == BATCH_MAX)
         send_held(bt);

@@ -43,8 +43,9 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
     [ST_TASK_REQUEST_DONE] = {"bt_task_request_done",
                               "SELECT baton_task_request_done($1, $2, $3, $4, $5)", 5},
     [ST_TASK_TRANSITIONS] = {"bt_task_transitions",
-                             "SELECT baton_task_transitions($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                             9},
+                             "SELECT baton_task_transitions($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                             "$10)",
+                             10},
 };
 
 /* Sent with every session's setup. A standby's session runs nothing until
@@ -57,7 +58,8 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
 static const char warm_sql[] =
     "SELECT CASE WHEN (SELECT max(version) FROM schema_migrations) >= 5 THEN "
     "baton_fence_acquire($1, -1, $2, '', 'warm-up', 0) || baton_fence_check($1, -1) || "
-    "array_length(baton_task_transitions($1, -1, $2, '{}', '{}', '{}', '{}', '{}', '{}'), 1) "
+    "array_length(baton_task_transitions($1, -1, $2, '{}', '{}', '{}', '{}', '{}', '{}', false) "
+    "|| baton_task_transitions($1, -1, $2, '{}', '{}', '{}', '{}', '{}', '{}', true), 1) "
     "END";
 
 bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,

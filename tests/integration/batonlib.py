@@ -247,7 +247,7 @@ class Cluster:
     def no_leader_for(self, seconds):
         end = time.time() + seconds
         while time.time() < end:
-            assert not self.leaders(), "a node dispatches without a quorum"
+            assert not self.leaders(), "a node dispatches without a quorum\n" + self.describe()
             time.sleep(0.05)
 
     def request_handoff(self, to=None):

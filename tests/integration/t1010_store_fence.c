@@ -185,11 +185,11 @@ static void one_turn_is_one_commit(void **state)
         itest_task_run_free(runs[i]);
 }
 
-/* A turn's transitions go out as one fenced statement per "generation":
- * a run moved twice before the first move committed has its second move in
- * a second statement, after the first, so both land in order. Each caller
- * gets its own outcome; a wrong expected state is a conflict for that run
- * alone. */
+/* A turn's transitions go out as one fenced statement. A run moved again
+ * before its first move committed, from where that move ends, makes a
+ * chain in the same statement; a move from anywhere else goes into a second
+ * statement (generation), after the first. Each caller gets its own
+ * outcome; a wrong expected state is a conflict for that run alone. */
 #define NMOVE 200
 static void turn_of_transitions_is_one_statement_per_generation(void **state)
 {
@@ -234,7 +234,7 @@ static void turn_of_transitions_is_one_statement_per_generation(void **state)
     }
     assert_int_equal(itest_wait(loop, &wrong), BT_E_CONFLICT);
     bt_pg_get_stats(bt_store_pg(b), &after);
-    assert_int_equal(after.queries - before.queries, 4); /* 200 + 200 + 100 + 1 moves */
+    assert_int_equal(after.queries - before.queries, 2); /* 500 chained moves, then 1 */
     assert_int_equal(after.syncs - before.syncs, 1);
 
     PGconn *c = itest_connect(db);
@@ -260,6 +260,23 @@ static void turn_of_transitions_is_one_statement_per_generation(void **state)
     }
     for (int i = 0; i < 3; i++)
         assert_int_equal(itest_wait(loop, &fenced[i]), BT_E_FENCED);
+
+    /* a chain whose first move does not apply: none of it does */
+    itest_outcome_t c1 = {0}, c2 = {0};
+    runs[1]->state = S(RUNNING);
+    assert_int_equal(bt_store_task_transition(b, 6, S(QUEUED), runs[1], itest_outcome_cb, &c1),
+                     BT_OK); /* it is in submitting */
+    runs[1]->state = S(SUCCESS);
+    assert_int_equal(bt_store_task_transition(b, 6, S(RUNNING), runs[1], itest_outcome_cb, &c2),
+                     BT_OK);
+    assert_int_equal(itest_wait(loop, &c1), BT_E_CONFLICT);
+    assert_int_equal(itest_wait(loop, &c2), BT_E_CONFLICT);
+    c = itest_connect(db);
+    char *st1 = itest_text(c, "SELECT state FROM task_runs WHERE run_key = 'wf/gen/g1/1'");
+    assert_string_equal(st1, "submitting");
+    free(st1);
+    assert_int_equal(itest_scalar(c, "SELECT count(*) FROM events WHERE run_key = 'wf/gen/g1/1'"), 3);
+    PQfinish(c);
     for (int i = 0; i < NMOVE; i++)
         itest_task_run_free(runs[i]);
 }
