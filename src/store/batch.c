@@ -285,8 +285,10 @@ static void send_gen(bt_store_batch_t *bt, gen_t *g, int oom)
     }
     f->err = err;
     f->s = s;
-    f->next = bt->failed;
-    bt->failed = f;
+    failed_t **tail = &bt->failed; /* told in the order they were sent */
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = f;
     ev_timer_set(&bt->tell, 0., 0.);
     ev_timer_start(bt->loop, &bt->tell);
 }
@@ -314,11 +316,6 @@ bt_store_batch_t *bt_store__batch_new(bt_store_t *st, struct ev_loop *loop)
     bt->st = st;
     bt->loop = loop;
     ev_init(&bt->tell, tell_cb);
-    reset(bt);
-    if (bt->oom) {
-        bt_store__batch_free(bt);
-        return NULL;
-    }
     bt_pg_set_hold(st->pg, send_held, bt);
     return bt;
 }
