@@ -248,7 +248,6 @@ static void on_sent(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
     free(s);
 }
 
-/* Sends what is held as one statement. The bt_pg_set_hold hook. */
 /* Sends one generation as one statement; its callers are told later, from
  * the loop, either way. */
 static void send_gen(bt_store_batch_t *bt, gen_t *g, int oom)
@@ -407,9 +406,9 @@ bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task
     if (!*slot) {
         *slot = (uint16_t)(k + 1);
         bt->nkeys++;
+    } else if (bt->kgen[k] == gi) {
+        g->chained = 1; /* the run's last move is in this statement too */
     }
-    if (*slot && bt->kgen[k] == gi && g->n)
-        g->chained = 1;
     g->rq[g->n++] = rq;
     bt->kgen[k] = (uint8_t)gi;
     bt->last_to[k] = to;

@@ -21,10 +21,6 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                         "SELECT baton_task_create($1, $2, $3, $4, $5, $6, $7, "
                         "$8, $9, $10, $11)",
                         11},
-    [ST_TASK_TRANSITION] = {"bt_task_transition",
-                            "SELECT baton_task_transition($1, $2, $3, $4, $5, "
-                            "$6, $7, $8, $9)",
-                            9},
     [ST_TASK_GET] = {"bt_task_get",
                      "SELECT state, record FROM task_runs "
                      "WHERE cluster = $1 AND run_key = $2",
