@@ -601,6 +601,19 @@ static void on_children(int rc, const struct String_vector *names, const struct 
     co_retry_later(co, 0.2);
 }
 
+/* While a --to request is pending, a standby watches the whole line, not
+ * just its predecessor: the target may join it (back from yielding its place
+ * for an earlier handoff) behind us, and we must then yield too. */
+static void on_handoff_standby_watch(zhandle_t *zh, int type, int state, const char *path,
+                                     void *ctx)
+{
+    bt_coord_t *co = watch_owner(zh, type, ctx);
+    (void)state;
+    (void)path;
+    if (co && co->role == BT_ROLE_STANDBY && co->handoff.present && co->handoff.to[0])
+        co_check_position(co);
+}
+
 static void co_check_position(bt_coord_t *co)
 {
     zreq_t *r = zreq(co);
@@ -608,7 +621,9 @@ static void co_check_position(bt_coord_t *co)
         free(r);
         return;
     }
-    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_children, r) == ZOK)
+    watcher_fn w = co->handoff.present && co->handoff.to[0] ? on_handoff_standby_watch : NULL;
+    if (r && zoo_awget_children2(bt_zk_handle(co->zk), co->p_election, w, co, on_children, r) ==
+                 ZOK)
         return;
     free(r);
     co_retry_later(co, 0.2);
@@ -885,6 +900,53 @@ static void on_handoff_line_watch(zhandle_t *zh, int type, int state, const char
         co_handle_handoff(co);
 }
 
+static void co_refuse_handoff(bt_coord_t *co, const char *why)
+{
+    bt_warn("coord: refusing handoff to %s: %s", co->handoff.to, why);
+    co_clear_fulfilled_handoff(co);
+}
+
+/* The target is not in line. A live member may be between two places in it
+ * (it yielded its place for the previous handoff and is creating its new
+ * candidate): wait for it, until the deadline. Refuse a node that is not a
+ * member (unknown or down) or is drained or stopping. */
+static void on_handoff_member(int rc, const char *value, int len, const struct Stat *stat,
+                              const void *data)
+{
+    bt_coord_t *co = zdone(data);
+    (void)stat;
+    if (!co || co->role != BT_ROLE_LEADING || !co->handoff.present || !co->handoff.to[0])
+        return;
+    json_error_t jerr;
+    json_t *o = rc == ZOK && value ? json_loadb(value, (size_t)len, 0, &jerr) : NULL;
+    const char *node = json_string_value(json_object_get(o, "node"));
+    const char *state = json_string_value(json_object_get(o, "state"));
+    int same = rc == ZNONODE || (node && !strcmp(node, co->handoff.to));
+    int live = node && state && strcmp(state, "drained") && strcmp(state, "stopped");
+    json_decref(o);
+    if (!same)
+        return; /* a newer request: handled on its own */
+    if (live && bt_mono_ms() < co->handoff.deadline_ms) {
+        bt_debug("coord: handoff to %s: a member, not yet in line", co->handoff.to);
+        return; /* the line watch brings us back when it joins */
+    }
+    co_refuse_handoff(co, live ? "it did not join the line in time"
+                               : "not a candidate (unknown, down or drained)");
+}
+
+static void co_lookup_handoff_member(bt_coord_t *co)
+{
+    char path[PATH_MAX_LEN];
+    if (snprintf(path, sizeof path, "%s/%s", co->p_nodes, co->handoff.to) >= (int)sizeof path) {
+        co_refuse_handoff(co, "not a node id");
+        return;
+    }
+    zreq_t *r = zreq(co);
+    if (r && zoo_aget(bt_zk_handle(co->zk), path, 0, on_handoff_member, r) == ZOK)
+        return;
+    free(r); /* no connection: the heartbeat retries at the deadline */
+}
+
 /* A --to handoff: step down only once the target is next in line, i.e.
  * every candidate that was ahead of it has yielded. Stepping down earlier
  * would race them: one that had not yet read the request would claim. */
@@ -911,15 +973,17 @@ static void on_handoff_targets(int rc, const struct String_vector *names,
         co_step_down(co, "planned handoff", 1);
         return;
     }
+    if (!found && rc == ZOK) {
+        co_lookup_handoff_member(co);
+        return;
+    }
     if (found && bt_mono_ms() < co->handoff.deadline_ms) {
         bt_debug("coord: handoff to %s: %d candidate(s) still ahead of it", co->handoff.to,
                  ahead);
         return; /* the line watch brings us back when they yield */
     }
-    bt_warn("coord: refusing handoff to %s: %s", co->handoff.to,
-            found ? "the candidates ahead of it did not yield in time"
-                  : "not a candidate (unknown, down or drained)");
-    co_clear_fulfilled_handoff(co);
+    if (found)
+        co_refuse_handoff(co, "the candidates ahead of it did not yield in time");
 }
 
 static void co_handle_handoff(bt_coord_t *co)

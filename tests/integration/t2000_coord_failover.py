@@ -168,6 +168,29 @@ class T2000Failover(unittest.TestCase):
             new, _ = self.c.wait_leader(3)
             self.assertEqual(new.name, last)
 
+    def test_08a_handoff_to_a_member_between_places(self):
+        # a node that yielded its place for the previous handoff is a member
+        # but, for a round trip or two, not in line: a request to it then
+        # waits for it (and the node ahead of it yields once it is back)
+        # instead of being refused. Freezing the target with its candidate
+        # deleted holds it in that gap.
+        old, _ = self.c.start()
+        line = sorted(self.c.zk.get_children(self.c.base + "/election"),
+                      key=lambda n: n.rsplit("_", 1)[1])
+        target = {n.name: n for n in self.c.nodes}[line[-1].split("_")[2]]
+        target.signal(signal.SIGSTOP)
+        try:
+            self.c.zk.delete(self.c.base + "/election/" + line[-1])
+            self.c.request_handoff(target.name)
+            time.sleep(1)
+            self.assertTrue(self.c.handoff_pending(), "refused while its target was a live member")
+        finally:
+            target.signal(signal.SIGCONT)
+        wait_for(lambda: not self.c.handoff_pending(), 10, "the handoff to %s" % target.name)
+        new, _ = self.c.wait_leader(3)
+        self.assertEqual(new.name, target.name)
+        self.assertNotIn("refusing handoff", old.logtext())
+
     def test_08b_handoff_to_unknown_node_refused(self):
         old, st = self.c.start()
         self.c.request_handoff("nobody")
