@@ -55,6 +55,9 @@ typedef struct bt_dispatcher_stats {
     int active;                 /* started and loaded */
     uint64_t runs_created, transitions, submits, lookups, polls, reloads;
     uint64_t active_runs, active_tasks;
+    uint64_t calls_in_flight;      /* operator calls now */
+    uint64_t calls_in_flight_max;  /* the most there ever were at once */
+    uint64_t calls_deferred;       /* times a call waited for a place */
 } bt_dispatcher_stats_t;
 void bt_dispatcher_get_stats(const bt_dispatcher_t *d, bt_dispatcher_stats_t *out);
 

@@ -59,10 +59,20 @@ typedef struct bt_op_call {
     void *arg;
 } bt_op_call_t;
 
+/* max_calls for the operators of an HTTP service. The transport opens a
+ * few connections per service (8 by default): calls beyond them only wait
+ * in its per-host queue, each holding its rendered spec, a copy of the run,
+ * the operator's request and the HTTP request. With 10,000 jobs polled
+ * every 30 s a backlog of polls once held 9 MB that way (bench/ops_bench
+ * under heaptrack). Past the bound a call waits in the dispatcher, due and
+ * holding nothing, until an answer frees a place. */
+#define BT_OP_HTTP_MAX_CALLS 128
+
 typedef struct bt_operator {
     const char *name;                 /* the YAML key, e.g. "livy_batch" */
     Baton__V1__TaskSpec__OperatorCase which;
     uint64_t poll_interval_ms;        /* default between polls */
+    uint32_t max_calls;               /* calls in flight at most; 0: no bound */
     bt_err_t (*submit)(void *ctx, const bt_op_call_t *call);
     bt_err_t (*lookup)(void *ctx, const bt_op_call_t *call);
     bt_err_t (*poll)(void *ctx, const bt_op_call_t *call);

@@ -99,13 +99,17 @@ static char *status_json(void *arg)
         "now_ms", (json_int_t)bt_now_ms());
     bt_dispatcher_stats_t ds;
     bt_dispatcher_get_stats(d->dispatcher, &ds);
-    json_t *dj = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active", ds.active,
+    json_t *dj = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                           "active", ds.active,
                            "runs_created", (json_int_t)ds.runs_created, "transitions",
                            (json_int_t)ds.transitions, "submits", (json_int_t)ds.submits,
                            "lookups", (json_int_t)ds.lookups, "polls", (json_int_t)ds.polls,
                            "reloads", (json_int_t)ds.reloads, "active_runs",
                            (json_int_t)ds.active_runs, "active_tasks",
-                           (json_int_t)ds.active_tasks);
+                           (json_int_t)ds.active_tasks, "calls_in_flight",
+                           (json_int_t)ds.calls_in_flight, "calls_in_flight_max",
+                           (json_int_t)ds.calls_in_flight_max, "calls_deferred",
+                           (json_int_t)ds.calls_deferred);
     if (o && dj)
         json_object_set_new(o, "dispatcher", dj);
     else

@@ -509,6 +509,7 @@ bt_err_t bt_emr_operators(struct ev_loop *loop, bt_http_t *http, const bt_config
         e->ops[i] = (bt_operator_t){
             .name = defs[i].name,
             .which = defs[i].which,
+            .max_calls = BT_OP_HTTP_MAX_CALLS,
             .poll_interval_ms = sensor && e->poll_ms > SENSOR_TICK_MS ? SENSOR_TICK_MS
                                                                       : e->poll_ms,
             .submit = e_submit,

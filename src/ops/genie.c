@@ -506,6 +506,7 @@ bt_err_t bt_genie_operators(struct ev_loop *loop, bt_http_t *http, const bt_conf
     g->job_op = (bt_operator_t){
         .name = "genie_job",
         .which = BATON__V1__TASK_SPEC__OPERATOR_GENIE_JOB,
+        .max_calls = BT_OP_HTTP_MAX_CALLS,
         .poll_interval_ms = cfg->genie_poll_ms ? cfg->genie_poll_ms : 2000,
         .submit = job_submit,
         .lookup = job_lookup,
@@ -516,6 +517,7 @@ bt_err_t bt_genie_operators(struct ev_loop *loop, bt_http_t *http, const bt_conf
     g->cluster_op = (bt_operator_t){
         .name = "genie_register_cluster",
         .which = BATON__V1__TASK_SPEC__OPERATOR_GENIE_REGISTER_CLUSTER,
+        .max_calls = BT_OP_HTTP_MAX_CALLS,
         .poll_interval_ms = cfg->genie_poll_ms ? cfg->genie_poll_ms : 2000,
         .submit = cl_submit,
         .lookup = cl_lookup,

@@ -679,6 +679,7 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
     lv->batch = (bt_operator_t){
         .name = "livy_batch",
         .which = BATON__V1__TASK_SPEC__OPERATOR_LIVY_BATCH,
+        .max_calls = BT_OP_HTTP_MAX_CALLS,
         .poll_interval_ms = cfg->livy_poll_ms ? cfg->livy_poll_ms : 2000,
         .submit = bt_livy_batch_submit,
         .lookup = bt_livy_batch_lookup,
@@ -689,6 +690,7 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
     lv->statement = (bt_operator_t){
         .name = "livy_statement",
         .which = BATON__V1__TASK_SPEC__OPERATOR_LIVY_STATEMENT,
+        .max_calls = BT_OP_HTTP_MAX_CALLS,
         .poll_interval_ms = cfg->livy_poll_ms ? cfg->livy_poll_ms : 2000,
         .submit = bt_livy_statement_submit,
         .lookup = bt_livy_statement_lookup,

@@ -18,10 +18,15 @@
  * of tasks the copies were most of the dispatcher's memory. */
 typedef struct spec_ref {
     unsigned refs;
-    bt_workflow_spec_t *spec;
+    bt_workflow_spec_t *spec;   /* its tasks without their operator bodies */
+    ProtobufCBinaryData *packed; /* each task whole, packed, one allocation */
 } spec_ref_t;
 
-/* Takes s (NULL, with s freed, when out of memory); refs = 1. */
+/* Takes s (NULL, with s freed, when out of memory); refs = 1. The tasks'
+ * operator messages (the bulk of a spec: strings, lists, maps) move into
+ * `packed` and out of s: the scheduler needs only each task's scheduling
+ * fields and operator_case, and an operator call unpacks the whole task
+ * from `packed` (bt_task_spec_render). 10,000 resident tasks: 3 MB less. */
 spec_ref_t *bt_spec_ref_new(bt_workflow_spec_t *s);
 static inline spec_ref_t *bt_spec_ref_get(spec_ref_t *r)
 {
@@ -51,7 +56,8 @@ struct wf {
 
 struct task {
     run_t *run;
-    const bt_task_spec_t *spec; /* in run->spec */
+    const bt_task_spec_t *spec; /* in run->spec, without its operator body */
+    const ProtobufCBinaryData *packed; /* the whole task, in run->spec_ref */
     bt_task_run_t *cur;         /* the latest attempt's committed record */
     bt_task_run_t *next_attempt; /* a retry's new attempt, until committed */
     int pending;                /* fenced writes in flight */
@@ -90,6 +96,8 @@ typedef struct inflight {
     bt_task_spec_t *rendered;  /* an operator call's spec */
     bt_task_run_t *call_run;   /* an operator call's view of the run */
     int kind;
+    int is_call;               /* an operator call, counted in op_calls[op] */
+    size_t op;                 /* its operator's index in o.ops */
     int is_submit;             /* a submit or lookup call, counted in n_submits */
 } inflight_t;
 
@@ -106,6 +114,8 @@ struct bt_dispatcher {
     size_t nwfs;
     run_t *runs;
     inflight_t *inflight;
+    size_t *op_calls;           /* calls in flight per operator (o.ops order) */
+    int calls_waiting;          /* a call waits for a place: kick when one frees */
     size_t n_submits;           /* submit and lookup calls in flight */
     int64_t change_seq;
     uint64_t rnd;

@@ -62,6 +62,14 @@ void bt_disp_inflight_done(inflight_t *f)
         f->next->prevp = f->prevp;
     if (f->is_submit)
         f->d->n_submits--;
+    if (f->is_call) {
+        f->d->op_calls[f->op]--;
+        f->d->stats.calls_in_flight--;
+        if (f->d->calls_waiting) {
+            f->d->calls_waiting = 0;
+            bt_disp_kick(f->d);
+        }
+    }
     if (f->rendered)
         baton__v1__task_spec__free_unpacked(f->rendered, NULL);
     if (f->call_run)
@@ -88,16 +96,55 @@ int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const
 
 /* ------------------------------------------------------------ model */
 
+/* The operator message of a task, by the oneof's current case. */
+static ProtobufCMessage **operator_slot(bt_task_spec_t *t)
+{
+    const ProtobufCMessageDescriptor *d = t->base.descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++)
+        if ((d->fields[i].flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            d->fields[i].id == (unsigned)t->operator_case)
+            return (ProtobufCMessage **)((char *)t + d->fields[i].offset);
+    return NULL;
+}
+
+/* Packs every task into one block, then frees the operator messages. A
+ * NULL message with its case still set is what free_unpacked expects of
+ * an absent one; nothing packs these tasks again. */
+static int strip_operators(spec_ref_t *r)
+{
+    bt_workflow_spec_t *s = r->spec;
+    size_t total = s->n_tasks * sizeof *r->packed;
+    for (size_t i = 0; i < s->n_tasks; i++)
+        total += protobuf_c_message_get_packed_size(&s->tasks[i]->base);
+    if (!(r->packed = malloc(total ? total : 1)))
+        return 0;
+    uint8_t *at = (uint8_t *)(r->packed + s->n_tasks);
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        r->packed[i].data = at;
+        r->packed[i].len = protobuf_c_message_pack(&s->tasks[i]->base, at);
+        at += r->packed[i].len;
+        ProtobufCMessage **op = operator_slot(s->tasks[i]);
+        if (op && *op) {
+            protobuf_c_message_free_unpacked(*op, NULL);
+            *op = NULL;
+        }
+    }
+    return 1;
+}
+
 spec_ref_t *bt_spec_ref_new(bt_workflow_spec_t *s)
 {
-    spec_ref_t *r = s ? malloc(sizeof *r) : NULL;
-    if (!r) {
+    spec_ref_t *r = s ? calloc(1, sizeof *r) : NULL;
+    if (r) {
+        r->refs = 1;
+        r->spec = s;
+    }
+    if (!r || !strip_operators(r)) {
+        free(r);
         if (s)
             baton__v1__workflow_spec__free_unpacked(s, NULL);
         return NULL;
     }
-    r->refs = 1;
-    r->spec = s;
     return r;
 }
 
@@ -105,6 +152,7 @@ void bt_spec_ref_put(spec_ref_t *r)
 {
     if (r && --r->refs == 0) {
         baton__v1__workflow_spec__free_unpacked(r->spec, NULL);
+        free(r->packed);
         free(r);
     }
 }
@@ -632,6 +680,10 @@ bt_err_t bt_dispatcher_new(struct ev_loop *loop, const bt_dispatcher_opts_t *opt
         d->o.default_pool_slots = 128;
     if (!d->o.config_poll_ms)
         d->o.config_poll_ms = 500;
+    if (!(d->op_calls = calloc(d->o.nops ? d->o.nops : 1, sizeof *d->op_calls))) {
+        free(d);
+        return BT_E_NOMEM;
+    }
     d->rnd = (uint64_t)bt_now_ms() ^ ((uint64_t)(uintptr_t)d << 16);
     ev_timer_init(&d->tick, on_tick, 0., 0.);
     ev_timer_init(&d->config_poll, on_config_poll, 0., d->o.config_poll_ms / 1000.0);
@@ -684,6 +736,7 @@ void bt_dispatcher_free(bt_dispatcher_t *d)
             baton__v1__workflow_run__free_unpacked(f->run_rec, NULL);
         bt_disp_inflight_done(f);
     }
+    free(d->op_calls);
     free(d);
 }
 

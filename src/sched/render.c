@@ -69,12 +69,14 @@ static bt_err_t render_msg(ProtobufCMessage *m, const bt_template_ctx_t *ctx, ch
     return BT_OK;
 }
 
-bt_err_t bt_task_spec_render(const bt_task_spec_t *in, const bt_template_ctx_t *ctx,
+bt_err_t bt_task_spec_render(const ProtobufCBinaryData *in, const bt_template_ctx_t *ctx,
                              bt_task_spec_t **out, char *err, size_t errlen)
 {
-    bt_task_spec_t *copy = bt_pb_clone(in);
-    if (!copy)
+    bt_task_spec_t *copy = baton__v1__task_spec__unpack(NULL, in->len, in->data);
+    if (!copy) {
+        snprintf(err, errlen, "the stored task spec does not decode");
         return BT_E_NOMEM;
+    }
     /* only the operator: id, pool and the like are not templates */
     for (unsigned i = 0; i < copy->base.descriptor->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &copy->base.descriptor->fields[i];

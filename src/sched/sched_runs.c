@@ -79,6 +79,7 @@ bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t 
         task_t *t = &r->tasks[i];
         t->run = r;
         t->spec = spec->tasks[i];
+        t->packed = &ref->packed[i];
         /* a placeholder until the stored attempt is loaded (or the one we
          * just created is installed) */
         t->cur = first_attempt(rec->workflow_id, rec->run_id, spec->tasks[i]->id, 0);

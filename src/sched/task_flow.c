@@ -229,12 +229,19 @@ void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due)
 
 /* ------------------------------------------------------------ operators */
 
+/* The index in o.ops of the operator for spec, or o.nops. */
+static size_t operator_index(bt_dispatcher_t *d, const bt_task_spec_t *spec)
+{
+    size_t i = 0;
+    while (i < d->o.nops && !(d->o.ops[i] && d->o.ops[i]->which == spec->operator_case))
+        i++;
+    return i;
+}
+
 static const bt_operator_t *operator_for(bt_dispatcher_t *d, const bt_task_spec_t *spec)
 {
-    for (size_t i = 0; i < d->o.nops; i++)
-        if (d->o.ops[i] && d->o.ops[i]->which == spec->operator_case)
-            return d->o.ops[i];
-    return NULL;
+    size_t i = operator_index(d, spec);
+    return i < d->o.nops ? d->o.ops[i] : NULL;
 }
 
 static const char *output_of(const char *task, const char *name, void *arg)
@@ -419,28 +426,41 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
     bt_disp_inflight_done(f);
 }
 
-static void op_call(bt_dispatcher_t *d, task_t *t, int kind)
+/* 0: no place for the call now (it is due again next turn); 1: made, or the
+ * attempt failed over it. */
+static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
 {
-    const bt_operator_t *op = operator_for(d, t->spec);
+    size_t opi = operator_index(d, t->spec);
+    const bt_operator_t *op = opi < d->o.nops ? d->o.ops[opi] : NULL;
     char err[512] = "";
     if (!op) {
         fail_attempt(d, t, S(FAILED), "no_operator", "this build has no operator for this task",
                      NULL, NULL);
-        return;
+        return 1;
+    }
+    if (op->max_calls && d->op_calls[opi] >= op->max_calls) {
+        d->calls_waiting = 1;
+        d->stats.calls_deferred++;
+        return 0;
     }
     inflight_t *f = bt_disp_inflight(d, t, kind);
     if (!f)
-        return;
+        return 0;
+    f->is_call = 1;
+    f->op = opi;
+    d->op_calls[opi]++;
+    if (++d->stats.calls_in_flight > d->stats.calls_in_flight_max)
+        d->stats.calls_in_flight_max = d->stats.calls_in_flight;
     bt_template_ctx_t ctx = {.run_id = t->run->rec->run_id,
                              .run_date = t->run->date,
                              .logical_time = t->run->logical,
                              .output = output_of,
                              .arg = t->run};
-    if (bt_task_spec_render(t->spec, &ctx, &f->rendered, err, sizeof err) != BT_OK ||
+    if (bt_task_spec_render(t->packed, &ctx, &f->rendered, err, sizeof err) != BT_OK ||
         !(f->call_run = bt_task_run_copy(t->cur))) {
         bt_disp_inflight_done(f);
         fail_attempt(d, t, S(FAILED), "template", err[0] ? err : "out of memory", NULL, NULL);
-        return;
+        return 1;
     }
     bt_op_call_t call = {.spec = f->rendered, .run = f->call_run, .cb = on_op_result, .arg = f};
     bt_err_t (*fn)(void *, const bt_op_call_t *) = kind == K_SUBMIT   ? op->submit
@@ -457,7 +477,7 @@ static void op_call(bt_dispatcher_t *d, task_t *t, int kind)
         t->op_busy = 0;
         bt_disp_inflight_done(f);
         fail_attempt(d, t, S(FAILED), "operator", bt_strerror(e), NULL, NULL);
-        return;
+        return 1;
     }
     if (kind == K_SUBMIT)
         d->stats.submits++;
@@ -465,6 +485,7 @@ static void op_call(bt_dispatcher_t *d, task_t *t, int kind)
         d->stats.lookups++;
     else if (kind == K_POLL)
         d->stats.polls++;
+    return 1;
 }
 
 /* ------------------------------------------------------------ the step */
@@ -577,8 +598,7 @@ int bt_task_kill(bt_dispatcher_t *d, task_t *t)
         return 1;
     case S(SUBMITTING):
     case S(RUNNING):
-        op_call(d, t, K_KILL);
-        return 1;
+        return op_call(d, t, K_KILL);
     default:
         return 1; /* final: nothing to kill */
     }

@@ -334,6 +334,35 @@ class LivyTest(WorkflowCase):
         self.assertEqual(leader.terminate(), 0)
         self.assertIn("1 call(s) unanswered; abandoned", leader.logtext())
 
+    # -------------------------------------------------------------- load
+    def test_12_calls_in_flight_are_bounded_and_none_is_lost(self):
+        # 300 batches due in one turn, with pool and workflow slots for all:
+        # the dispatcher starts BT_OP_HTTP_MAX_CALLS (128) submissions and
+        # holds the rest, committed in `submitting`, until answers free
+        # places; every one is still submitted exactly once
+        leader, _ = self.c.start()
+        batonctl(self.c.name, "pool", "set", "wide", "400")
+        tasks = "".join("""
+              - id: b%03d
+                livy_batch: {file: s3://acme/job.py, conf: {fake.duration_ms: "300"}}"""
+                        % i for i in range(300))
+        self.apply("""
+            workflow: lw
+            schedule: none
+            max_active_tasks: 300
+            defaults: {pool: wide, retries: 0}
+            tasks:""" + tasks + "\n")
+        batonctl(self.c.name, "trigger", "lw")
+        _, state = self.wait_run_done("lw", timeout=180)
+        self.assertEqual(state, "success")
+        st = self.fake.stats()
+        self.assertEqual(st["batches_created"], 300)
+        self.assertEqual(st["requests"]["POST /batches"], 300)
+        ds = leader.status()["dispatcher"]
+        self.assertEqual(ds["calls_in_flight_max"], 128)
+        self.assertGreater(ds["calls_deferred"], 0)
+        self.assertEqual(ds["calls_in_flight"], 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
