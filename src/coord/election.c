@@ -44,11 +44,14 @@ struct bt_coord {
     uint64_t epoch;
     int64_t leader_since_ms;
     int64_t last_stop_ms;      /* wall clock when we last stopped dispatching */
+    int64_t role_since_ms;     /* wall clock when the role last changed */
     int64_t cand_czxid;        /* our candidate's czxid: the epoch if we lead */
     int64_t leader_czxid;      /* czxid of our `leader` znode: when we began */
     int claim_zk_done;         /* claiming: `leader` is ours */
     int claim_fence_done;      /* claiming: the fence holds our epoch */
     char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
+    char pred_first[PATH_MAX_LEN];  /* the predecessor we watch, when it was
+                                     * first in line; "" otherwise */
     char prefix[160];               /* c_<session>_<node>_ */
     char base[256], p_election[PATH_MAX_LEN], p_nodes[PATH_MAX_LEN];
     char p_control[PATH_MAX_LEN], p_drain_dir[PATH_MAX_LEN], p_drain[PATH_MAX_LEN];
@@ -56,6 +59,7 @@ struct bt_coord {
     ev_timer heartbeat;        /* leader: fenced heartbeat + known-good check */
     ev_timer retry;            /* re-run the election after a transient error */
     ev_timer drain_wait;       /* shutdown: waiting for in-flight writes */
+    ev_timer publish;          /* membership write, coalesced (co_publish_member) */
     int heartbeat_inflight;
     unsigned beats;
     void (*shutdown_done)(void *);
@@ -135,6 +139,7 @@ static void co_set_role(bt_coord_t *co, bt_role_t role)
     if (co->role == BT_ROLE_LEADING)
         co->last_stop_ms = bt_now_ms(); /* stopped dispatching (failover bench) */
     co->role = role;
+    co->role_since_ms = bt_now_ms();
     if (role != BT_ROLE_LEADING && role != BT_ROLE_SUSPENDED && role != BT_ROLE_STEPPING_DOWN) {
         co->epoch = 0;
         co->fence_committed = 0;
@@ -201,13 +206,13 @@ static char *co_member_json(bt_coord_t *co)
     json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I, s:I}", "node", co->node, "zone",
                           co->zone, "version", co->version, "http", co->http, "state",
                           bt_role_name(co->role), "epoch", (json_int_t)co->epoch, "since_ms",
-                          (json_int_t)bt_now_ms());
+                          (json_int_t)co->role_since_ms);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
 }
 
-static void co_publish_member(bt_coord_t *co)
+static void co_publish_now(bt_coord_t *co)
 {
     if (!co->setup_done || !bt_zk_connected(co->zk))
         return;
@@ -218,6 +223,27 @@ static void co_publish_member(bt_coord_t *co)
         r = NULL;
     free(r);
     free(js);
+}
+
+static void co_publish_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    co_publish_now(container_of(w, bt_coord_t, publish));
+}
+
+/* Membership is for operators (batonctl status), so its writes wait a
+ * little and carry only the latest state. A failover passes through
+ * stepping_down and claiming within milliseconds, and a session's requests
+ * are served in order: written at once, each would put a ZooKeeper write
+ * ahead of the handoff's delete or the claim's create. */
+#define PUBLISH_DELAY_S 0.02
+static void co_publish_member(bt_coord_t *co)
+{
+    if (!ev_is_active(&co->publish)) {
+        ev_timer_set(&co->publish, PUBLISH_DELAY_S, 0.);
+        ev_timer_start(co->loop, &co->publish);
+    }
 }
 
 /* ------------------------------------------------------------ leading */
@@ -499,13 +525,45 @@ static void co_claim(bt_coord_t *co)
 /* ------------------------------------------------------------ the line */
 
 
-static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+/* A standby whose predecessor is not first lists the line again when a
+ * leader is created: the predecessor may be first now, and then its
+ * deletion (the next failover) needs no listing (on_pred_watch). Off the
+ * failover's critical path: the new leader has claimed by then. */
+static void on_line_leader_watch(zhandle_t *zh, int type, int state, const char *path,
+                                 void *ctx)
 {
     bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
-    if (co && type == ZOO_DELETED_EVENT && co->role == BT_ROLE_STANDBY)
+    if (co && type == ZOO_CREATED_EVENT && co->role == BT_ROLE_STANDBY && !co->pred_first[0])
         co_check_position(co);
+}
+
+static void on_line_leader_set(int rc, const struct Stat *stat, const void *data)
+{
+    (void)rc;
+    (void)stat;
+    zdone(data);
+}
+
+/* Our predecessor is gone. If it was first in line we are first now:
+ * sequence numbers only grow, so nobody can have joined ahead of us, and
+ * listing the line again would cost the failover a round trip. Anything
+ * unusual (a --to handoff pending, a requeue, a drain) takes the listing. */
+static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    bt_coord_t *co = watch_owner(zh, type, ctx);
+    (void)state;
+    if (!co || type != ZOO_DELETED_EVENT || co->role != BT_ROLE_STANDBY)
+        return;
+    int first = path && co->pred_first[0] && !strcmp(path, co->pred_first);
+    co->pred_first[0] = '\0';
+    if (first && co->candidate[0] && !co->requeuing && !co->leaving && !co->drained &&
+        !(co->handoff.present && co->handoff.to[0]) && bt_mono_ms() >= co->pause_until_ms) {
+        co_claim(co);
+        return;
+    }
+    co_check_position(co);
 }
 
 static void on_pred_exists(int rc, const struct Stat *stat, const void *data)
@@ -536,6 +594,7 @@ static void co_requeue(bt_coord_t *co)
     /* Two position checks in flight (a predecessor watch and the handoff
      * watch) must not both requeue: that would leave two candidates. */
     co->requeuing = 1;
+    co->pred_first[0] = '\0';
     if (r && zoo_adelete(bt_zk_handle(co->zk), co->candidate, -1, on_requeued, r) == ZOK)
         return;
     co->requeuing = 0;
@@ -551,6 +610,7 @@ static void on_children(int rc, const struct String_vector *names, const struct 
     if (!co || co->requeuing || co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
         co->role == BT_ROLE_CLAIMING || co->role == BT_ROLE_STEPPING_DOWN)
         return;
+    co->pred_first[0] = '\0';
     if (rc != ZOK) {
         co_retry_later(co, 0.2);
         return;
@@ -594,7 +654,13 @@ static void on_children(int rc, const struct String_vector *names, const struct 
     free(sorted);
     if (plen >= (int)sizeof pred)
         return;
-    zreq_t *r = zreq(co);
+    if (me == 1)
+        memcpy(co->pred_first, pred, (size_t)plen + 1);
+    zreq_t *r = me > 1 ? zreq(co) : NULL;
+    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_line_leader_watch, co,
+                          on_line_leader_set, r) != ZOK)
+        free(r);
+    r = zreq(co);
     if (r && zoo_awexists(bt_zk_handle(co->zk), pred, on_pred_watch, co, on_pred_exists, r) == ZOK)
         return;
     free(r);
@@ -1342,6 +1408,7 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
     ev_set_priority(&co->heartbeat, EV_MAXPRI);
     ev_init(&co->retry, co_retry_cb);
     ev_init(&co->drain_wait, co_drain_wait_cb);
+    ev_init(&co->publish, co_publish_cb);
 
     bt_zk_opts_t zo = {.hosts = opts->zk_hosts,
                        .session_timeout_ms = opts->zk_session_timeout_ms,
@@ -1364,6 +1431,7 @@ void bt_coord_free(bt_coord_t *co)
     ev_timer_stop(co->loop, &co->heartbeat);
     ev_timer_stop(co->loop, &co->retry);
     ev_timer_stop(co->loop, &co->drain_wait);
+    ev_timer_stop(co->loop, &co->publish);
     if (co->store)
         bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
     bt_zk_free(co->zk);
