@@ -499,6 +499,8 @@ static void co_claim(bt_coord_t *co)
 {
     char *js;
     zreq_t *r;
+    if (co->leaving)
+        return; /* shutting down: the next node claims */
     int fresh = co->role != BT_ROLE_CLAIMING;
     co_set_role(co, BT_ROLE_CLAIMING);
     co->epoch = (uint64_t)co->cand_czxid;
@@ -607,8 +609,11 @@ static void on_children(int rc, const struct String_vector *names, const struct 
 {
     bt_coord_t *co = zdone(data);
     (void)stat;
-    if (!co || co->requeuing || co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
-        co->role == BT_ROLE_CLAIMING || co->role == BT_ROLE_STEPPING_DOWN)
+    /* a listing answered after shutdown began must not start a claim: its
+     * fence write would outlive us (freed before the store that answers it) */
+    if (!co || co->requeuing || co->leaving || co->role == BT_ROLE_LEADING ||
+        co->role == BT_ROLE_SUSPENDED || co->role == BT_ROLE_CLAIMING ||
+        co->role == BT_ROLE_STEPPING_DOWN || co->role == BT_ROLE_STOPPED)
         return;
     co->pred_first[0] = '\0';
     if (rc != ZOK) {
