@@ -1485,8 +1485,12 @@ void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg)
     co->shutdown_arg = arg;
     co->leaving = 1;
     ev_timer_stop(co->loop, &co->retry);
+    /* a standby may still have a claim's fence write in flight (it went
+     * back to waiting for an old `leader` znode): wait for it too, or its
+     * answer would come after we are freed */
     if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
-        co->role == BT_ROLE_CLAIMING) {
+        co->role == BT_ROLE_CLAIMING ||
+        (co->store && bt_pg_pending(bt_store_pg(co->store)) > 0)) {
         co_step_down(co, "shutdown", 0);
     } else {
         co_delete_nodes(co);
