@@ -672,18 +672,8 @@ static void on_children(int rc, const struct String_vector *names, const struct 
     co_retry_later(co, 0.2);
 }
 
-/* While a --to request is pending, a standby watches the whole line, not
- * just its predecessor: the target may join it (back from yielding its place
- * for an earlier handoff) behind us, and we must then yield too. */
-static void on_handoff_standby_watch(zhandle_t *zh, int type, int state, const char *path,
-                                     void *ctx)
-{
-    bt_coord_t *co = watch_owner(zh, type, ctx);
-    (void)state;
-    (void)path;
-    if (co && co->role == BT_ROLE_STANDBY && co->handoff.present && co->handoff.to[0])
-        co_check_position(co);
-}
+static void on_handoff_line_watch(zhandle_t *zh, int type, int state, const char *path,
+                                  void *ctx);
 
 static void co_check_position(bt_coord_t *co)
 {
@@ -692,7 +682,10 @@ static void co_check_position(bt_coord_t *co)
         free(r);
         return;
     }
-    watcher_fn w = co->handoff.present && co->handoff.to[0] ? on_handoff_standby_watch : NULL;
+    /* while a --to request is pending, a standby watches the whole line,
+     * not just its predecessor: the target may join it (back from yielding
+     * its place for an earlier handoff) behind us, and we must then yield */
+    watcher_fn w = co->handoff.present && co->handoff.to[0] ? on_handoff_line_watch : NULL;
     if (r && zoo_awget_children2(bt_zk_handle(co->zk), co->p_election, w, co, on_children, r) ==
                  ZOK)
         return;
@@ -961,13 +954,16 @@ static void co_watch_handoff(bt_coord_t *co)
     free(r);
 }
 
+/* The line changed while a --to request is pending: the leader looks
+ * whether the target is next, a standby whether it must yield. */
 static void on_handoff_line_watch(zhandle_t *zh, int type, int state, const char *path,
                                   void *ctx)
 {
     bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
-    if (co && co->role == BT_ROLE_LEADING && co->handoff.present && co->handoff.to[0])
+    if (co && (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_STANDBY) &&
+        co->handoff.present && co->handoff.to[0])
         co_handle_handoff(co);
 }
 

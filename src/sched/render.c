@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "baton/record.h"
 #include "sched/render.h"
 
 static bt_err_t render_msg(ProtobufCMessage *m, const bt_template_ctx_t *ctx, char *err,
