@@ -134,8 +134,8 @@ def baton_run():
                 for n in nodes:
                     print("%s: %s" % (n.name, json.dumps(n.status())), file=sys.stderr)
                 raise
-            stopped = old.status()["last_stop_ms"]
-            planned.append(nst["leader_since_ms"] - stopped)
+            stopped = old.status()["last_stop_us"]
+            planned.append((nst["leader_since_us"] - stopped) / 1000.0)
             old = new
             wait_for(all_in, 10)
         crash = []
@@ -144,7 +144,7 @@ def baton_run():
             old.proc.kill()
             old.proc.wait()
             new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), SESSION_MS / 1000 * 4)
-            crash.append(nst["leader_since_ms"] - t_kill)
+            crash.append(nst["leader_since_us"] / 1000.0 - t_kill)
             old.start()
             wait_for(all_in, 30)
             old = new

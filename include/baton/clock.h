@@ -8,6 +8,7 @@
 #include "baton/err.h"
 
 int64_t bt_now_ms(void);       /* CLOCK_REALTIME, ms since the Unix epoch */
+int64_t bt_now_us(void);       /* CLOCK_REALTIME, µs since the Unix epoch */
 int64_t bt_mono_ms(void);      /* CLOCK_MONOTONIC, ms */
 double bt_mono_s(void);        /* CLOCK_MONOTONIC, seconds */
 

@@ -73,8 +73,10 @@ bt_role_t bt_coord_role(const bt_coord_t *co);
 uint64_t bt_coord_epoch(const bt_coord_t *co);
 int bt_coord_may_dispatch(const bt_coord_t *co);
 bt_zk_t *bt_coord_zk(bt_coord_t *co);
-int64_t bt_coord_leader_since_ms(const bt_coord_t *co); /* wall clock, 0 if not */
-int64_t bt_coord_last_stop_ms(const bt_coord_t *co);    /* last stop dispatching, or 0 */
+/* Wall clock in µs (the failover bench subtracts them): when this
+ * leadership began (0 if not leading), when we last stopped dispatching. */
+int64_t bt_coord_leader_since_us(const bt_coord_t *co);
+int64_t bt_coord_last_stop_us(const bt_coord_t *co);
 
 /* A fenced write failed: stop at once and leave the election; rejoin at
  * the back of the line. */

@@ -42,13 +42,16 @@ struct bt_coord {
     int requeuing;             /* deleting our candidate to rejoin at the back */
     int fence_committed;       /* this leadership's epoch is in the fence row */
     uint64_t epoch;
-    int64_t leader_since_ms;
-    int64_t last_stop_ms;      /* wall clock when we last stopped dispatching */
+    int64_t leader_since_us;
+    int64_t last_stop_us;      /* wall clock when we last stopped dispatching */
     int64_t role_since_ms;     /* wall clock when the role last changed */
     int64_t cand_czxid;        /* our candidate's czxid: the epoch if we lead */
     int64_t leader_czxid;      /* czxid of our `leader` znode: when we began */
-    int claim_zk_done;         /* claiming: `leader` is ours */
+    int leader_mine;           /* LEADER_NOT_OURS / _OURS / _UNKNOWN */
+    int leader_create_inflight; /* create (or its exists check) unanswered */
+    int delete_after_create;   /* stepping down: delete once it is answered */
     int claim_fence_done;      /* claiming: the fence holds our epoch */
+    int claim_fence_inflight;
     char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
     char pred_first[PATH_MAX_LEN];  /* the predecessor we watch, when it was
                                      * first in line; "" otherwise */
@@ -68,6 +71,10 @@ struct bt_coord {
     int64_t pause_until_ms;    /* no rejoin before (after a stale epoch) */
     handoff_req_t handoff;
 };
+
+/* Whether the `leader` znode on the server is ours. Unknown while our create
+ * is unanswered, or when its reply was lost with the connection. */
+enum { LEADER_NOT_OURS, LEADER_OURS, LEADER_UNKNOWN };
 
 typedef struct zreq {
     bt_coord_t *co;
@@ -137,13 +144,13 @@ static void co_set_role(bt_coord_t *co, bt_role_t role)
     bt_info("coord: %s -> %s%s", bt_role_name(co->role), bt_role_name(role),
             role == BT_ROLE_LEADING ? " (dispatching)" : "");
     if (co->role == BT_ROLE_LEADING)
-        co->last_stop_ms = bt_now_ms(); /* stopped dispatching (failover bench) */
+        co->last_stop_us = bt_now_us(); /* stopped dispatching (failover bench) */
     co->role = role;
     co->role_since_ms = bt_now_ms();
     if (role != BT_ROLE_LEADING && role != BT_ROLE_SUSPENDED && role != BT_ROLE_STEPPING_DOWN) {
         co->epoch = 0;
         co->fence_committed = 0;
-        co->leader_since_ms = 0;
+        co->leader_since_us = 0;
     }
     co_publish_member(co);
     if (co->opts.on_role)
@@ -257,15 +264,50 @@ static void on_handoff_deleted(int rc, const void *data)
         bt_warn("coord: cannot delete fulfilled handoff request: %s", zerror(rc));
 }
 
-/* A handoff request older than our leadership was what made us leader (or
- * was addressed to a leader before us): it is fulfilled; remove it so that
- * `batonctl failover --wait` sees the handoff complete. */
-static void co_clear_fulfilled_handoff(bt_coord_t *co)
+static void co_delete_handoff(bt_coord_t *co)
 {
     zreq_t *r = zreq(co);
     if (r && zoo_adelete(bt_zk_handle(co->zk), co->p_handoff, -1, on_handoff_deleted, r) == ZOK)
         r = NULL;
     free(r);
+}
+
+/* A request looked at before deleting it: the one we read, or a newer one. */
+typedef struct handoff_check {
+    zreq_t z; /* first: zdone() frees the whole request */
+    int64_t czxid;
+} handoff_check_t;
+
+static void on_handoff_check(int rc, const struct Stat *stat, const void *data)
+{
+    int64_t czxid = ((const handoff_check_t *)data)->czxid;
+    bt_coord_t *co = zdone(data);
+    if (co && rc == ZOK && stat->czxid == czxid)
+        co_delete_handoff(co);
+}
+
+/* A handoff request older than our leadership was what made us leader (or
+ * was addressed to a leader before us): it is fulfilled; remove it so that
+ * `batonctl failover --wait` sees the handoff complete. Only that request:
+ * the operator may already have written the next one (a delete of whatever
+ * is there would lose it), so the one we read is looked up first. Nobody
+ * else deletes requests, so the one found is still there at the delete. */
+static void co_clear_fulfilled_handoff(bt_coord_t *co)
+{
+    int64_t czxid = co->handoff.present ? co->handoff.czxid : 0;
+    memset(&co->handoff, 0, sizeof co->handoff);
+    if (!czxid) { /* none read: a crash failover, or not read yet */
+        co_delete_handoff(co);
+        return;
+    }
+    handoff_check_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return;
+    r->z.co = co;
+    r->z.gen = co->gen;
+    r->czxid = czxid;
+    if (zoo_aexists(bt_zk_handle(co->zk), co->p_handoff, 0, on_handoff_check, r) != ZOK)
+        free(r);
 }
 
 static void co_fence(bt_coord_t *co, const char *reason)
@@ -279,6 +321,7 @@ static void co_fence(bt_coord_t *co, const char *reason)
         return;
     bt_err_t err = bt_store_fence_acquire(co->store, co->epoch, co->zone, reason,
                                           on_fence_acquired, r);
+    co->claim_fence_inflight = err == BT_OK;
     if (err != BT_OK) {
         free(r);
         bt_warn("coord: fence write not sent (%s); retrying", bt_strerror(err));
@@ -290,6 +333,7 @@ static void co_claim_check(bt_coord_t *co);
 
 static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
 {
+    ((zreq_t *)arg)->co->claim_fence_inflight = 0; /* whichever session sent it */
     bt_coord_t *co = zdone(arg);
     if (!co || co->role != BT_ROLE_CLAIMING)
         return;
@@ -426,30 +470,60 @@ static void on_leader_watch(zhandle_t *zh, int type, int state, const char *path
         co_check_position(co);
 }
 
-/* `leader` exists. Ours (a create whose reply was lost), or the previous
- * leader's, whose session is not gone yet: then wait for it. */
+static void co_delete_nodes(bt_coord_t *co);
+
+/* Our create of `leader` (or the look that followed it) is answered. A
+ * step-down that was waiting for it deletes our nodes now; a leader
+ * handles the handoff request it deferred (co_handle_handoff). */
+static void co_leader_answered(bt_coord_t *co)
+{
+    co->leader_create_inflight = 0;
+    if (co->delete_after_create) {
+        co->delete_after_create = 0;
+        co_delete_nodes(co);
+        return;
+    }
+    if (co->role == BT_ROLE_LEADING && co->leader_mine == LEADER_OURS && co->handoff.present)
+        co_handle_handoff(co);
+}
+
+static void co_create_leader(bt_coord_t *co);
+
+/* `leader` exists. Ours (a create whose reply was lost), or another
+ * session's, whose holder is not gone yet although its candidate is (or an
+ * outsider's, without ACLs): then stop and wait for it, keeping our place.
+ * Our fence bump, done already, refuses the holder's writes meanwhile. */
 static void on_leader_exists(int rc, const struct Stat *stat, const void *data)
 {
     bt_coord_t *co = zdone(data);
-    if (!co || co->role != BT_ROLE_CLAIMING)
+    if (!co)
         return;
-    if (rc == ZNONODE) {
-        co_claim(co);
-        return;
-    }
-    if (rc != ZOK) {
-        co_retry_later(co, 0.2);
-        return;
-    }
-    if (stat->ephemeralOwner == bt_zk_session_id(co->zk)) {
-        bt_info("coord: found our own leader znode (reply was lost)");
+    int ours = rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk);
+    if (rc == ZOK || rc == ZNONODE)
+        co->leader_mine = ours ? LEADER_OURS : LEADER_NOT_OURS;
+    if (ours)
         co->leader_czxid = stat->czxid;
-        co->claim_zk_done = 1;
-        co_claim_check(co);
+    int claiming = co->role == BT_ROLE_CLAIMING, leading = co->role == BT_ROLE_LEADING;
+    if (co->delete_after_create || (!claiming && !leading) || ours) {
+        if (ours)
+            bt_info("coord: found our own leader znode (reply was lost)");
+        co_leader_answered(co);
         return;
     }
-    bt_info("coord: previous leader's znode still exists (session 0x%llx): waiting for it",
-            (unsigned long long)stat->ephemeralOwner);
+    if (rc == ZNONODE) { /* gone in between: create it again */
+        co->leader_create_inflight = 0;
+        co_create_leader(co);
+        return;
+    }
+    co->leader_create_inflight = 0;
+    if (rc != ZOK) {
+        if (claiming)
+            co_retry_later(co, 0.2);
+        return; /* leading: the reconnect verifies (co_verify_leadership) */
+    }
+    bt_warn("coord: leader znode held by session 0x%llx: %s until it goes",
+            (unsigned long long)stat->ephemeralOwner, leading ? "pausing" : "waiting");
+    ev_timer_stop(co->loop, &co->heartbeat);
     co_set_role(co, BT_ROLE_STANDBY); /* the watch set above brings us back */
 }
 
@@ -457,48 +531,84 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
 {
     bt_coord_t *co = zdone(data);
     (void)value;
-    if (!co || co->role != BT_ROLE_CLAIMING)
+    if (!co)
         return;
+    int maybe = rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT; /* may have happened */
+    co->leader_mine = rc == ZOK ? LEADER_OURS : maybe ? LEADER_UNKNOWN : LEADER_NOT_OURS;
     if (rc == ZOK) {
         co->leader_czxid = stat->czxid;
-        co->claim_zk_done = 1;
-        co_claim_check(co);
     } else if (rc == ZNODEEXISTS) {
         zreq_t *r = zreq(co);
         if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, co,
-                                   on_leader_exists, r) == ZOK)
-            return;
+                              on_leader_exists, r) == ZOK)
+            return; /* still in flight */
         free(r);
-        co_retry_later(co, 0.2);
-    } else {
+        if (co->role == BT_ROLE_CLAIMING)
+            co_retry_later(co, 0.2);
+    } else if (co->role == BT_ROLE_CLAIMING) {
         /* connection loss: the create may have happened; the reconnect
          * path re-runs the claim, which finds it (protection) */
         bt_warn("coord: creating leader znode: %s", zerror(rc));
         co_retry_later(co, 0.2);
+    } else if (co->role == BT_ROLE_LEADING && bt_zk_connected(co->zk)) {
+        bt_warn("coord: creating leader znode: %s", zerror(rc));
+        co_leader_answered(co);
+        co_step_down(co, "cannot create the leader znode", 1);
+        return;
     }
+    /* leading and disconnected: suspended, and the reconnect verifies */
+    co_leader_answered(co);
 }
 
-/* Both halves of a claim done: lead. */
+/* The fence holds our epoch: lead. Not waiting for our `leader` create: we
+ * are first in line, so every earlier leader's candidate is gone, and with
+ * it its `leader` (both go in one transaction: our multi-delete, or the
+ * session's expiry). The create is the lock against anything else; should
+ * it fail, we stop and wait (on_leader_exists), and our fence bump has already
+ * refused the holder's writes. Saves a ZooKeeper write on every failover,
+ * the slowest leg (docs/failover.md). */
 static void co_claim_check(bt_coord_t *co)
 {
-    if (co->role != BT_ROLE_CLAIMING || !co->claim_zk_done || !co->claim_fence_done)
+    if (co->role != BT_ROLE_CLAIMING || !co->claim_fence_done)
         return;
     co->fence_committed = 1;
-    co->leader_since_ms = bt_now_ms();
+    co->leader_since_us = bt_now_us();
     bt_info("coord: leading with epoch %" PRIu64, co->epoch);
     co_set_role(co, BT_ROLE_LEADING);
     co_clear_fulfilled_handoff(co);
     ev_timer_again(co->loop, &co->heartbeat);
+    /* the connection dropped while the fence was in flight: the session
+     * event has passed, so suspend now; the reconnect verifies `leader` */
+    if (!bt_zk_connected(co->zk))
+        co_set_role(co, BT_ROLE_SUSPENDED);
 }
 
-/* First in line: create `leader` and write the fence, in parallel (one
- * round trip less for every failover). Both must succeed before the first
- * dispatch. A fence bump that turns out premature (someone else still holds
- * `leader`) can only depose that holder, which the fence makes safe. */
+static void co_create_leader(bt_coord_t *co)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I}", "node", co->node, "zone", co->zone, "at_ms",
+                          (json_int_t)bt_now_ms());
+    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    zreq_t *r = zreq(co);
+    co->leader_mine = LEADER_UNKNOWN;
+    if (js && r &&
+        zoo_acreate2(bt_zk_handle(co->zk), co->p_leader, js, (int)strlen(js), bt_zk_acl(co->zk),
+                     ZOO_EPHEMERAL, on_leader_created, r) == ZOK) {
+        co->leader_create_inflight = 1;
+        r = NULL;
+    } else if (co->role == BT_ROLE_CLAIMING) {
+        co_retry_later(co, 0.2);
+    }
+    free(r);
+    free(js);
+}
+
+/* First in line: create `leader` and write the fence, in parallel, and
+ * lead once the fence has committed (co_claim_check). A fence bump that
+ * turns out premature (someone else still holds `leader`) can only depose
+ * that holder, which the fence makes safe. */
 static void co_claim(bt_coord_t *co)
 {
-    char *js;
-    zreq_t *r;
     if (co->leaving)
         return; /* shutting down: the next node claims */
     int fresh = co->role != BT_ROLE_CLAIMING;
@@ -506,22 +616,10 @@ static void co_claim(bt_coord_t *co)
     co->epoch = (uint64_t)co->cand_czxid;
     if (fresh)
         co->claim_fence_done = 0;
-    co->claim_zk_done = 0;
-    if (!co->claim_fence_done)
+    if (!co->claim_fence_done && !co->claim_fence_inflight)
         co_fence(co, co->handoff.present ? "handoff" : "election");
-    json_t *o = json_pack("{s:s, s:s, s:I}", "node", co->node, "zone", co->zone, "at_ms",
-                          (json_int_t)bt_now_ms());
-    js = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    r = zreq(co);
-    if (js && r &&
-        zoo_acreate2(bt_zk_handle(co->zk), co->p_leader, js, (int)strlen(js), bt_zk_acl(co->zk),
-                     ZOO_EPHEMERAL, on_leader_created, r) == ZOK)
-        r = NULL;
-    else
-        co_retry_later(co, 0.2);
-    free(r);
-    free(js);
+    if (!co->leader_create_inflight && co->leader_mine != LEADER_OURS)
+        co_create_leader(co);
 }
 
 /* ------------------------------------------------------------ the line */
@@ -530,22 +628,48 @@ static void co_claim(bt_coord_t *co)
 /* A standby whose predecessor is not first lists the line again when a
  * leader is created: the predecessor may be first now, and then its
  * deletion (the next failover) needs no listing (on_pred_watch). Off the
- * failover's critical path: the new leader has claimed by then. */
+ * failover's critical path: the new leader has claimed by then. The watch
+ * is usually set while the old leader's znode exists, so it fires first on
+ * that deletion: set it again, to see the creation. */
+static void co_watch_leader_for_line(bt_coord_t *co, int rearm);
+
 static void on_line_leader_watch(zhandle_t *zh, int type, int state, const char *path,
                                  void *ctx)
 {
     bt_coord_t *co = watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
-    if (co && type == ZOO_CREATED_EVENT && co->role == BT_ROLE_STANDBY && !co->pred_first[0])
+    if (!co || co->role != BT_ROLE_STANDBY || co->pred_first[0])
+        return;
+    if (type == ZOO_CREATED_EVENT)
         co_check_position(co);
+    else if (type == ZOO_DELETED_EVENT)
+        co_watch_leader_for_line(co, 1);
 }
 
 static void on_line_leader_set(int rc, const struct Stat *stat, const void *data)
 {
+    (void)stat;
+    bt_coord_t *co = zdone(data);
+    /* set again after a deletion and a new leader is there already */
+    if (co && rc == ZOK && co->role == BT_ROLE_STANDBY && !co->pred_first[0])
+        co_check_position(co);
+}
+
+static void on_line_leader_armed(int rc, const struct Stat *stat, const void *data)
+{
     (void)rc;
     (void)stat;
     zdone(data);
+}
+
+static void co_watch_leader_for_line(bt_coord_t *co, int rearm)
+{
+    zreq_t *r = zreq(co);
+    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_line_leader_watch, co,
+                          rearm ? on_line_leader_set : on_line_leader_armed, r) == ZOK)
+        return;
+    free(r);
 }
 
 /* Our predecessor is gone. If it was first in line we are first now:
@@ -661,11 +785,9 @@ static void on_children(int rc, const struct String_vector *names, const struct 
         return;
     if (me == 1)
         memcpy(co->pred_first, pred, (size_t)plen + 1);
-    zreq_t *r = me > 1 ? zreq(co) : NULL;
-    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_line_leader_watch, co,
-                          on_line_leader_set, r) != ZOK)
-        free(r);
-    r = zreq(co);
+    if (me > 1)
+        co_watch_leader_for_line(co, 0);
+    zreq_t *r = zreq(co);
     if (r && zoo_awexists(bt_zk_handle(co->zk), pred, on_pred_watch, co, on_pred_exists, r) == ZOK)
         return;
     free(r);
@@ -801,6 +923,7 @@ static void on_nodes_deleted(int rc, const void *data)
     if (rc != ZOK && rc != ZNONODE)
         bt_warn("coord: deleting our znodes: %s (they go with the session)", zerror(rc));
     co->candidate[0] = '\0';
+    co->leader_mine = LEADER_NOT_OURS;
     if (co->shutdown_done) {
         void (*done)(void *) = co->shutdown_done;
         co->shutdown_done = NULL;
@@ -819,7 +942,13 @@ static void co_delete_nodes(bt_coord_t *co)
 {
     zoo_op_t ops[2];
     int n = 0;
-    if (co->epoch)
+    if (co->leader_create_inflight && bt_zk_connected(co->zk)) {
+        /* a session's requests are served in order, but "delete `leader`
+         * if the create made it ours" cannot be said in one multi */
+        co->delete_after_create = 1;
+        return;
+    }
+    if (co->leader_mine != LEADER_NOT_OURS)
         zoo_delete_op_init(&ops[n++], co->p_leader, -1);
     if (co->candidate[0])
         zoo_delete_op_init(&ops[n++], co->candidate, -1);
@@ -1059,7 +1188,10 @@ static void co_handle_handoff(bt_coord_t *co)
         return;
     if (co->role == BT_ROLE_LEADING) {
         /* Not the epoch: our candidate may be older than the request that
-         * made us leader. Our `leader` znode is always younger. */
+         * made us leader. Our `leader` znode is always younger; until its
+         * create is answered, wait (co_leader_answered comes back). */
+        if (co->leader_mine != LEADER_OURS)
+            return;
         if (co->handoff.czxid < co->leader_czxid) {
             co_clear_fulfilled_handoff(co); /* it made us leader */
             return;
@@ -1265,8 +1397,6 @@ static void co_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return; /* the next CONNECTED event resumes */
     if (!co->setup_done)
         co_setup_step(co, 0);
-    else if (co->role == BT_ROLE_CLAIMING && co->claim_zk_done)
-        co_fence(co, "election");
     else if (co->role == BT_ROLE_CLAIMING)
         co_claim(co);
     else if (co->role == BT_ROLE_STANDBY || co->role == BT_ROLE_STARTING)
@@ -1278,12 +1408,20 @@ static void co_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_resume_check(int rc, const struct Stat *stat, const void *data)
 {
     bt_coord_t *co = zdone(data);
-    if (!co || co->role != BT_ROLE_SUSPENDED)
+    if (!co)
         return;
-    if (rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk) && co->candidate[0] &&
+    if (rc == ZOK || rc == ZNONODE)
+        co->leader_mine = rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk)
+                              ? LEADER_OURS
+                              : LEADER_NOT_OURS;
+    if (co->role != BT_ROLE_SUSPENDED)
+        return;
+    if (co->leader_mine == LEADER_OURS && co->candidate[0] &&
         bt_zk_known_good(co->zk)) {
         bt_info("coord: same session, leader znode still ours: resuming");
+        co->leader_czxid = stat->czxid;
         co_set_role(co, BT_ROLE_LEADING);
+        co_handle_handoff(co); /* one that came while we were suspended */
         return;
     }
     co_step_down(co, "leader znode lost during suspension", 1);
@@ -1298,6 +1436,22 @@ static void co_verify_leadership(bt_coord_t *co)
     }
 }
 
+/* A new session: the old one's ephemerals are gone, and its unanswered
+ * requests will never be answered to us (zdone drops them). */
+static void co_forget_session(bt_coord_t *co)
+{
+    co->gen++;
+    co->setup_done = 0;
+    co->requeuing = 0;
+    co->candidate[0] = '\0';
+    co->leader_mine = LEADER_NOT_OURS;
+    co->leader_create_inflight = 0;
+    if (co->delete_after_create) { /* a step-down waiting for the create */
+        co->delete_after_create = 0;
+        co_delete_nodes(co);       /* nothing left to delete: completes now */
+    }
+}
+
 static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
 {
     bt_coord_t *co = arg;
@@ -1309,10 +1463,7 @@ static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
         break;
     case BT_ZK_EXPIRED:
         /* Everything ephemeral is gone, and with it our leadership. */
-        co->gen++;
-        co->setup_done = 0;
-        co->requeuing = 0;
-        co->candidate[0] = '\0';
+        co_forget_session(co);
         ev_timer_stop(co->loop, &co->heartbeat);
         if (co->role != BT_ROLE_STOPPED)
             co_set_role(co, BT_ROLE_STARTING);
@@ -1321,10 +1472,7 @@ static void co_on_session(bt_zk_t *zk, bt_zk_event_t ev, void *arg)
         int64_t sid = bt_zk_session_id(co->zk);
         if (sid != co->session) {
             co->session = sid;
-            co->gen++;
-            co->setup_done = 0;
-            co->requeuing = 0;
-            co->candidate[0] = '\0';
+            co_forget_session(co);
             snprintf(co->prefix, sizeof co->prefix, "c_%016llx_%s_%s_", (unsigned long long)sid,
                      co->node, co->zone);
             if (!co->leaving)
@@ -1465,14 +1613,14 @@ bt_zk_t *bt_coord_zk(bt_coord_t *co)
     return co->zk;
 }
 
-int64_t bt_coord_leader_since_ms(const bt_coord_t *co)
+int64_t bt_coord_leader_since_us(const bt_coord_t *co)
 {
-    return co->leader_since_ms;
+    return co->leader_since_us;
 }
 
-int64_t bt_coord_last_stop_ms(const bt_coord_t *co)
+int64_t bt_coord_last_stop_us(const bt_coord_t *co)
 {
-    return co->last_stop_ms;
+    return co->last_stop_us;
 }
 
 void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg)

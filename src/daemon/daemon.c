@@ -86,12 +86,15 @@ static char *status_json(void *arg)
     bt_daemon_t *d = arg;
     bt_zk_t *zk = bt_coord_zk(d->coord);
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:b, s:b, s:I, s:I, s:b, s:I, s:I}", "node",
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:b, s:I, s:I}",
+        "node",
         d->cfg->node_id, "cluster", d->cfg->cluster, "zone", d->cfg->zone ? d->cfg->zone : "",
         "version", BATON_VERSION, "role", bt_role_name(bt_coord_role(d->coord)), "epoch",
         (json_int_t)bt_coord_epoch(d->coord), "dispatching", bt_coord_may_dispatch(d->coord),
-        "leader_since_ms", (json_int_t)bt_coord_leader_since_ms(d->coord), "last_stop_ms",
-        (json_int_t)bt_coord_last_stop_ms(d->coord), "zk_connected",
+        "leader_since_ms", (json_int_t)(bt_coord_leader_since_us(d->coord) / 1000),
+        "leader_since_us", (json_int_t)bt_coord_leader_since_us(d->coord), "last_stop_ms",
+        (json_int_t)(bt_coord_last_stop_us(d->coord) / 1000), "last_stop_us",
+        (json_int_t)bt_coord_last_stop_us(d->coord), "zk_connected",
         bt_zk_connected(zk), "zk_known_good", bt_zk_known_good(zk), "zk_session",
         (json_int_t)bt_zk_session_id(zk), "zk_last_response_ms_ago",
         (json_int_t)(bt_mono_ms() - bt_zk_last_recv_ms(zk)), "pg_connected",

@@ -234,6 +234,48 @@ class T2000Failover(unittest.TestCase):
             self.assertIn(needle, out.stderr)
         self.c.start()
 
+    def line(self):
+        return [n.split("_")[2] for n in sorted(self.c.zk.get_children(self.c.base + "/election"),
+                                                  key=lambda n: n.rsplit("_", 1)[1])]
+
+    def test_12_leader_znode_held_by_another_session(self):
+        # A node first in line leads once its fence write commits, with its
+        # `leader` create still in flight. If that create finds `leader` held
+        # by a session whose candidate is gone (here an outsider's: without
+        # ACLs any client can create it), the node must stop, keep its place
+        # and lead only once the znode is gone; its fence bump has already
+        # refused the holder's writes.
+        old, st = self.c.start()
+        by_name = {n.name: n for n in self.c.nodes}
+        nxt = by_name[self.line()[1]]
+        outsider = KazooClient(hosts=ZK)
+        outsider.start()
+        try:
+            nxt.signal(signal.SIGSTOP)  # so the outsider wins the race for `leader`
+            try:
+                self.c.request_handoff()
+                wait_for(lambda: outsider.exists(self.c.base + "/leader") is None, 5,
+                         "the old leader to delete its znodes")
+                outsider.create(self.c.base + "/leader", b'{"node": "outsider"}', ephemeral=True)
+            finally:
+                nxt.signal(signal.SIGCONT)
+            wait_for(lambda: "leader znode held by session" in nxt.logtext(), 5,
+                     "the next node to find `leader` held")
+            wait_for(lambda: (nxt.status() or {}).get("role") == "standby", 5, "it to stop")
+            self.assertGreater(self.epoch(), st["epoch"], "its fence bump came first")
+            time.sleep(1)  # nobody dispatches while the znode is held
+            for n in self.c.nodes:
+                self.assertFalse((n.status() or {}).get("dispatching"), n.name)
+            self.assertEqual(self.line()[0], nxt.name, "it kept its place in line")
+            outsider.delete(self.c.base + "/leader")
+            new, nst = self.c.wait_leader(3)
+            self.assertIs(new, nxt)
+            self.assertEqual(nst["epoch"], self.epoch())
+            self.assertEqual(self.line()[0], nxt.name)
+        finally:
+            outsider.stop()
+            outsider.close()
+
 
 class T2000Acl(T2000Failover.__base__):
     """Our znodes carry a digest ACL: other clients can read, not write."""
