@@ -2,7 +2,8 @@
  * planned handoff, over one ZooKeeper session on the daemon's loop.
  *
  * ZooKeeper layout under <root>/<cluster>:
- *   election/c_<session>_<node>_<seq>  ephemeral-sequential candidates; each
+ *   election/c_<session>_<node>_<zone>_<seq>
+ *                                      ephemeral-sequential candidates; each
  *                                      watches only its predecessor
  *   leader                             ephemeral: the active dispatcher
  *   nodes/<node>                       ephemeral membership (JSON)
@@ -12,8 +13,10 @@
  * The epoch is the czxid of the leader's candidate znode. Candidates are
  * ordered by creation, i.e. by zxid, and a leader is always the first live
  * one, so successive leaders' epochs rise. A new leader creates `leader` and
- * stores its epoch in PostgreSQL's fence row (in parallel) before its first
- * dispatch; every later write carries it (store.h).
+ * stores its epoch in PostgreSQL's fence row in parallel, and dispatches once
+ * the fence write has committed; should the create find `leader` held by
+ * another session, it stops and waits for it. Every later write carries the
+ * epoch (store.h).
  *
  * A node may dispatch (bt_coord_may_dispatch) only while it leads, its fence
  * write has committed, and its ZooKeeper session is known good (zk.h). The

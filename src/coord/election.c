@@ -574,13 +574,16 @@ static void co_claim_check(bt_coord_t *co)
     co->fence_committed = 1;
     co->leader_since_us = bt_now_us();
     bt_info("coord: leading with epoch %" PRIu64, co->epoch);
+    ev_timer_again(co->loop, &co->heartbeat);
+    if (!bt_zk_connected(co->zk)) {
+        /* the connection dropped while the fence was in flight: that
+         * session event has passed, so start suspended; the reconnect
+         * verifies `leader` and handles the request (on_resume_check) */
+        co_set_role(co, BT_ROLE_SUSPENDED);
+        return;
+    }
     co_set_role(co, BT_ROLE_LEADING);
     co_clear_fulfilled_handoff(co);
-    ev_timer_again(co->loop, &co->heartbeat);
-    /* the connection dropped while the fence was in flight: the session
-     * event has passed, so suspend now; the reconnect verifies `leader` */
-    if (!bt_zk_connected(co->zk))
-        co_set_role(co, BT_ROLE_SUSPENDED);
 }
 
 static void co_create_leader(bt_coord_t *co)
