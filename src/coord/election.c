@@ -1451,7 +1451,10 @@ static void co_forget_session(bt_coord_t *co)
     co->leader_create_inflight = 0;
     if (co->delete_after_create) { /* a step-down waiting for the create */
         co->delete_after_create = 0;
-        co_delete_nodes(co);       /* nothing left to delete: completes now */
+        /* nothing is left to delete. A shutdown completes now; anything
+         * else rejoins through the new session's setup, not from here */
+        if (co->shutdown_done)
+            co_delete_nodes(co);
     }
 }
 
