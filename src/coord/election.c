@@ -1,5 +1,6 @@
-/* Leader election, membership and planned handoff. See include/baton/coord.h
- * for the layout and docs/failover.md for the argument.
+/* Leader election, membership, the fence and stepping down (operator
+ * requests are in control.c). See include/baton/coord.h for the layout and
+ * docs/failover.md for the argument.
  *
  * Everything is asynchronous (libzookeeper_st has no synchronous calls):
  * each zoo_a* call carries a small request that remembers the session
@@ -15,82 +16,9 @@
 
 #include "baton/clock.h"
 #include "baton/log.h"
+#include "coord/coord_int.h"
 #include "util/container.h"
 
-#define PATH_MAX_LEN 512
-
-/* The last planned-handoff request seen in control/handoff. */
-typedef struct handoff_req {
-    int present;
-    int64_t czxid;
-    char to[128];
-    int64_t deadline_ms;  /* --to: give up waiting for the line to yield */
-} handoff_req_t;
-
-struct bt_coord {
-    struct ev_loop *loop;
-    bt_coord_opts_t opts;
-    char *cluster, *node, *zone, *version, *http, *pref_zone;
-    bt_zk_t *zk;
-    bt_store_t *store;
-    unsigned gen;              /* bumped on every new session */
-    int64_t session;           /* the session our znodes belong to */
-    bt_role_t role;
-    int setup_done;            /* paths and membership exist in this session */
-    int drained;
-    int leaving;               /* shutting down: never rejoin */
-    int requeuing;             /* deleting our candidate to rejoin at the back */
-    int fence_committed;       /* this leadership's epoch is in the fence row */
-    uint64_t epoch;
-    int64_t leader_since_us;
-    int64_t last_stop_us;      /* wall clock when we last stopped dispatching */
-    int64_t role_since_ms;     /* wall clock when the role last changed */
-    int64_t cand_czxid;        /* our candidate's czxid: the epoch if we lead */
-    int64_t leader_czxid;      /* czxid of our `leader` znode: when we began */
-    int leader_mine;           /* LEADER_NOT_OURS / _OURS / _UNKNOWN */
-    int leader_create_inflight; /* create (or its exists check) unanswered */
-    int delete_after_create;   /* stepping down: delete once it is answered */
-    int claim_fence_done;      /* claiming: the fence holds our epoch */
-    int claim_fence_inflight;
-    char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
-    char pred_first[PATH_MAX_LEN];  /* the predecessor we watch, when it was
-                                     * first in line; "" otherwise */
-    char prefix[160];               /* c_<session>_<node>_ */
-    char base[256], p_election[PATH_MAX_LEN], p_nodes[PATH_MAX_LEN];
-    char p_control[PATH_MAX_LEN], p_drain_dir[PATH_MAX_LEN], p_drain[PATH_MAX_LEN];
-    char p_handoff[PATH_MAX_LEN], p_leader[PATH_MAX_LEN], p_member[PATH_MAX_LEN];
-    ev_timer heartbeat;        /* leader: fenced heartbeat + known-good check */
-    ev_timer retry;            /* re-run the election after a transient error */
-    ev_timer drain_wait;       /* shutdown: waiting for in-flight writes */
-    ev_timer publish;          /* membership write, coalesced (co_publish_member) */
-    int heartbeat_inflight;
-    unsigned beats;
-    void (*shutdown_done)(void *);
-    void *shutdown_arg;
-    int64_t shutdown_deadline_ms;
-    int64_t pause_until_ms;    /* no rejoin before (after a stale epoch) */
-    handoff_req_t handoff;
-};
-
-/* Whether the `leader` znode on the server is ours. Unknown while our create
- * is unanswered, or when its reply was lost with the connection. */
-enum { LEADER_NOT_OURS, LEADER_OURS, LEADER_UNKNOWN };
-
-typedef struct zreq {
-    bt_coord_t *co;
-    unsigned gen;
-} zreq_t;
-
-typedef struct multi_req {
-    zreq_t z;
-    zoo_op_result_t results[2];
-} multi_req_t;
-
-static void co_check_position(bt_coord_t *co);
-static void co_join(bt_coord_t *co);
-static void co_step_down(bt_coord_t *co, const char *reason, int rejoin);
-static void co_watch_handoff(bt_coord_t *co);
-static void co_handle_handoff(bt_coord_t *co);
 static void co_verify_leadership(bt_coord_t *co);
 
 const char *bt_role_name(bt_role_t role)
@@ -102,7 +30,7 @@ const char *bt_role_name(bt_role_t role)
 
 /* ------------------------------------------------------------ helpers */
 
-static zreq_t *zreq(bt_coord_t *co)
+zreq_t *co_zreq(bt_coord_t *co)
 {
     zreq_t *r = malloc(sizeof *r);
     if (r) {
@@ -117,7 +45,7 @@ static zreq_t *zreq(bt_coord_t *co)
  * allocation: the C client calls every registered watcher on session
  * events too, and never calls them on close, so a per-watch allocation would
  * be freed twice or leaked. Session events are handled by co_on_session. */
-static bt_coord_t *watch_owner(zhandle_t *zh, int type, void *ctx)
+bt_coord_t *co_watch_owner(zhandle_t *zh, int type, void *ctx)
 {
     bt_coord_t *co = ctx;
     if (type == ZOO_SESSION_EVENT || !co->zk || zh != bt_zk_handle(co->zk))
@@ -126,7 +54,7 @@ static bt_coord_t *watch_owner(zhandle_t *zh, int type, void *ctx)
 }
 
 /* Unpacks a completion's request; NULL when it belongs to an old session. */
-static bt_coord_t *zdone(const void *data)
+bt_coord_t *co_zdone(const void *data)
 {
     zreq_t *r = (zreq_t *)data;
     bt_coord_t *co = r->co;
@@ -137,7 +65,7 @@ static bt_coord_t *zdone(const void *data)
 
 static void co_publish_member(bt_coord_t *co);
 
-static void co_set_role(bt_coord_t *co, bt_role_t role)
+void co_set_role(bt_coord_t *co, bt_role_t role)
 {
     if (co->role == role)
         return;
@@ -157,21 +85,21 @@ static void co_set_role(bt_coord_t *co, bt_role_t role)
         co->opts.on_role(co, role, co->epoch, co->opts.arg);
 }
 
-static void co_retry_later(bt_coord_t *co, double seconds)
+void co_retry_later(bt_coord_t *co, double seconds)
 {
     ev_timer_stop(co->loop, &co->retry);
     ev_timer_set(&co->retry, seconds, 0.);
     ev_timer_start(co->loop, &co->retry);
 }
 
-static unsigned long long seq_of(const char *name)
+unsigned long long co_seq_of(const char *name)
 {
     size_t n = strlen(name);
     return n >= 10 ? strtoull(name + n - 10, NULL, 10) : 0;
 }
 
 /* The zone inside a candidate name, into buf ("" if malformed). */
-static void candidate_zone(const char *name, char *buf, size_t len)
+void co_candidate_zone(const char *name, char *buf, size_t len)
 {
     const char *p = strchr(name + 2, '_');          /* before node */
     const char *z = p ? strchr(p + 1, '_') : NULL;  /* before zone */
@@ -183,15 +111,26 @@ static void candidate_zone(const char *name, char *buf, size_t len)
     snprintf(buf, len, "%.*s", (int)(e - z - 1), z + 1);
 }
 
-static int cmp_seq(const void *a, const void *b)
+static int co_cmp_seq(const void *a, const void *b)
 {
-    unsigned long long x = seq_of(*(char *const *)a), y = seq_of(*(char *const *)b);
+    unsigned long long x = co_seq_of(*(char *const *)a), y = co_seq_of(*(char *const *)b);
     return x < y ? -1 : x > y;
 }
 
 /* Candidate names: c_<session>_<node>_<zone>_<seq>; node ids and zones
  * hold no '_' (checked in bt_coord_new). This one: is it <node>'s? */
-static int candidate_is(const char *name, const char *node)
+/* The candidates in line order (a copy of the pointers, to free), or NULL. */
+char **co_sorted_line(const struct String_vector *names)
+{
+    char **sorted = malloc(sizeof(char *) * (size_t)(names->count ? names->count : 1));
+    if (!sorted)
+        return NULL;
+    memcpy(sorted, names->data, sizeof(char *) * (size_t)names->count);
+    qsort(sorted, (size_t)names->count, sizeof *sorted, co_cmp_seq);
+    return sorted;
+}
+
+int co_candidate_is(const char *name, const char *node)
 {
     const char *p = strchr(name + 2, '_');
     size_t n = strlen(node);
@@ -203,7 +142,7 @@ static int candidate_is(const char *name, const char *node)
 static void on_member_set(int rc, const struct Stat *stat, const void *data)
 {
     (void)stat;
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (co && rc != ZOK)
         bt_debug("coord: membership update: %s", zerror(rc));
 }
@@ -224,7 +163,7 @@ static void co_publish_now(bt_coord_t *co)
     if (!co->setup_done || !bt_zk_connected(co->zk))
         return;
     char *js = co_member_json(co);
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (js && r && zoo_aset(bt_zk_handle(co->zk), co->p_member, js, (int)strlen(js), -1,
                             on_member_set, r) == ZOK)
         r = NULL;
@@ -257,59 +196,6 @@ static void co_publish_member(bt_coord_t *co)
 
 static void on_fence_acquired(bt_err_t err, const char *detail, void *arg);
 
-static void on_handoff_deleted(int rc, const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    if (co && rc != ZOK && rc != ZNONODE)
-        bt_warn("coord: cannot delete fulfilled handoff request: %s", zerror(rc));
-}
-
-static void co_delete_handoff(bt_coord_t *co)
-{
-    zreq_t *r = zreq(co);
-    if (r && zoo_adelete(bt_zk_handle(co->zk), co->p_handoff, -1, on_handoff_deleted, r) == ZOK)
-        r = NULL;
-    free(r);
-}
-
-/* A request looked at before deleting it: the one we read, or a newer one. */
-typedef struct handoff_check {
-    zreq_t z; /* first: zdone() frees the whole request */
-    int64_t czxid;
-} handoff_check_t;
-
-static void on_handoff_check(int rc, const struct Stat *stat, const void *data)
-{
-    int64_t czxid = ((const handoff_check_t *)data)->czxid;
-    bt_coord_t *co = zdone(data);
-    if (co && rc == ZOK && stat->czxid == czxid)
-        co_delete_handoff(co);
-}
-
-/* A handoff request older than our leadership was what made us leader (or
- * was addressed to a leader before us): it is fulfilled; remove it so that
- * `batonctl failover --wait` sees the handoff complete. Only that request:
- * the operator may already have written the next one (a delete of whatever
- * is there would lose it), so the one we read is looked up first. Nobody
- * else deletes requests, so the one found is still there at the delete. */
-static void co_clear_fulfilled_handoff(bt_coord_t *co)
-{
-    int64_t czxid = co->handoff.present ? co->handoff.czxid : 0;
-    memset(&co->handoff, 0, sizeof co->handoff);
-    if (!czxid) { /* none read: a crash failover, or not read yet */
-        co_delete_handoff(co);
-        return;
-    }
-    handoff_check_t *r = calloc(1, sizeof *r);
-    if (!r)
-        return;
-    r->z.co = co;
-    r->z.gen = co->gen;
-    r->czxid = czxid;
-    if (zoo_aexists(bt_zk_handle(co->zk), co->p_handoff, 0, on_handoff_check, r) != ZOK)
-        free(r);
-}
-
 static void co_fence(bt_coord_t *co, const char *reason)
 {
     zreq_t *r;
@@ -317,7 +203,7 @@ static void co_fence(bt_coord_t *co, const char *reason)
         co_retry_later(co, 0.1);
         return;
     }
-    if (!(r = zreq(co)))
+    if (!(r = co_zreq(co)))
         return;
     bt_err_t err = bt_store_fence_acquire(co->store, co->epoch, co->zone, reason,
                                           on_fence_acquired, r);
@@ -334,7 +220,7 @@ static void co_claim_check(bt_coord_t *co);
 static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
 {
     ((zreq_t *)arg)->co->claim_fence_inflight = 0; /* whichever session sent it */
-    bt_coord_t *co = zdone(arg);
+    bt_coord_t *co = co_zdone(arg);
     if (!co || co->role != BT_ROLE_CLAIMING)
         return;
     if (err == BT_OK) {
@@ -360,7 +246,7 @@ static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
 
 static void on_heartbeat(bt_err_t err, const char *detail, void *arg)
 {
-    bt_coord_t *co = zdone(arg);
+    bt_coord_t *co = co_zdone(arg);
     if (!co)
         return;
     co->heartbeat_inflight = 0;
@@ -368,60 +254,6 @@ static void on_heartbeat(bt_err_t err, const char *detail, void *arg)
         bt_coord_fenced(co, "heartbeat");
     else if (err != BT_OK && err != BT_E_CANCELLED)
         bt_warn("coord: heartbeat: %s%s%s", bt_strerror(err), detail ? ": " : "", detail ? detail : "");
-}
-
-static void on_zone_handoff_created(int rc, const char *value, const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    (void)value;
-    if (co && rc != ZOK && rc != ZNODEEXISTS)
-        bt_warn("coord: zone handoff request: %s", zerror(rc));
-}
-
-static void on_zone_candidates(int rc, const struct String_vector *names, const struct Stat *stat,
-                               const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    char zone[128], js[300];
-    (void)stat;
-    if (!co || rc != ZOK || co->role != BT_ROLE_LEADING || co->handoff.present)
-        return;
-    char **sorted = malloc(sizeof(char *) * (size_t)(names->count ? names->count : 1));
-    if (!sorted)
-        return;
-    memcpy(sorted, names->data, sizeof(char *) * (size_t)names->count);
-    qsort(sorted, (size_t)names->count, sizeof *sorted, cmp_seq);
-    for (int i = 0; i < names->count; i++) {
-        candidate_zone(sorted[i], zone, sizeof zone);
-        if (strcmp(zone, co->pref_zone) || candidate_is(sorted[i], co->node))
-            continue;
-        /* the first healthy (in line = session alive) node there */
-        const char *p = strchr(sorted[i] + 2, '_') + 1;
-        const char *e = strchr(p, '_');
-        snprintf(js, sizeof js, "{\"to\": \"%.*s\", \"reason\": \"preferred zone %s\"}",
-                 (int)(e - p), p, co->pref_zone);
-        bt_info("coord: leading outside the preferred zone %s: handing off to %.*s", co->pref_zone,
-                (int)(e - p), p);
-        zreq_t *r = zreq(co);
-        if (r && zoo_acreate(bt_zk_handle(co->zk), co->p_handoff, js, (int)strlen(js),
-                             bt_zk_acl(co->zk), 0, on_zone_handoff_created, r) == ZOK)
-            r = NULL;
-        free(r);
-        break;
-    }
-    free(sorted);
-}
-
-/* Opt-in (election.zone_handoff): a leader outside the preferred zone hands
- * off when a node in that zone is in line. */
-static void co_check_zone_preference(bt_coord_t *co)
-{
-    if (!co->opts.zone_handoff || !co->pref_zone || !strcmp(co->zone, co->pref_zone))
-        return;
-    zreq_t *r = zreq(co);
-    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_zone_candidates, r) == ZOK)
-        return;
-    free(r);
 }
 
 /* Every heartbeat period while leading: the known-good rule, then a fenced
@@ -449,7 +281,7 @@ static void co_heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
         co_check_zone_preference(co);
     if (co->handoff.present && co->handoff.to[0] && bt_mono_ms() >= co->handoff.deadline_ms)
         co_handle_handoff(co); /* a --to handoff whose line never moved: refuse it */
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (r && bt_store_leader_heartbeat(co->store, co->epoch, on_heartbeat, r) == BT_OK) {
         co->heartbeat_inflight = 1;
         return;
@@ -463,14 +295,13 @@ static void co_claim(bt_coord_t *co);
 
 static void on_leader_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    bt_coord_t *co = watch_owner(zh, type, ctx);
+    bt_coord_t *co = co_watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
     if (co && type == ZOO_DELETED_EVENT && co->role == BT_ROLE_STANDBY)
         co_check_position(co);
 }
 
-static void co_delete_nodes(bt_coord_t *co);
 
 /* Our create of `leader` (or the look that followed it) is answered. A
  * step-down that was waiting for it deletes our nodes now; a leader
@@ -495,7 +326,7 @@ static void co_create_leader(bt_coord_t *co);
  * Our fence bump, done already, refuses the holder's writes meanwhile. */
 static void on_leader_exists(int rc, const struct Stat *stat, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
     int ours = rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk);
@@ -529,7 +360,7 @@ static void on_leader_exists(int rc, const struct Stat *stat, const void *data)
 
 static void on_leader_created(int rc, const char *value, const struct Stat *stat, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     (void)value;
     if (!co)
         return;
@@ -538,7 +369,7 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
     if (rc == ZOK) {
         co->leader_czxid = stat->czxid;
     } else if (rc == ZNODEEXISTS) {
-        zreq_t *r = zreq(co);
+        zreq_t *r = co_zreq(co);
         if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_leader_watch, co,
                               on_leader_exists, r) == ZOK)
             return; /* still in flight */
@@ -592,7 +423,7 @@ static void co_create_leader(bt_coord_t *co)
                           (json_int_t)bt_now_ms());
     char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     co->leader_mine = LEADER_UNKNOWN;
     if (js && r &&
         zoo_acreate2(bt_zk_handle(co->zk), co->p_leader, js, (int)strlen(js), bt_zk_acl(co->zk),
@@ -639,7 +470,7 @@ static void co_watch_leader_for_line(bt_coord_t *co, int rearm);
 static void on_line_leader_watch(zhandle_t *zh, int type, int state, const char *path,
                                  void *ctx)
 {
-    bt_coord_t *co = watch_owner(zh, type, ctx);
+    bt_coord_t *co = co_watch_owner(zh, type, ctx);
     (void)state;
     (void)path;
     if (!co || co->role != BT_ROLE_STANDBY || co->pred_first[0])
@@ -653,7 +484,7 @@ static void on_line_leader_watch(zhandle_t *zh, int type, int state, const char 
 static void on_line_leader_set(int rc, const struct Stat *stat, const void *data)
 {
     (void)stat;
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     /* set again after a deletion and a new leader is there already */
     if (co && rc == ZOK && co->role == BT_ROLE_STANDBY && !co->pred_first[0])
         co_check_position(co);
@@ -663,12 +494,12 @@ static void on_line_leader_armed(int rc, const struct Stat *stat, const void *da
 {
     (void)rc;
     (void)stat;
-    zdone(data);
+    co_zdone(data);
 }
 
 static void co_watch_leader_for_line(bt_coord_t *co, int rearm)
 {
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_leader, on_line_leader_watch, co,
                           rearm ? on_line_leader_set : on_line_leader_armed, r) == ZOK)
         return;
@@ -681,7 +512,7 @@ static void co_watch_leader_for_line(bt_coord_t *co, int rearm)
  * unusual (a --to handoff pending, a requeue, a drain) takes the listing. */
 static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
 {
-    bt_coord_t *co = watch_owner(zh, type, ctx);
+    bt_coord_t *co = co_watch_owner(zh, type, ctx);
     (void)state;
     if (!co || type != ZOO_DELETED_EVENT || co->role != BT_ROLE_STANDBY)
         return;
@@ -697,7 +528,7 @@ static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, 
 
 static void on_pred_exists(int rc, const struct Stat *stat, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     (void)stat;
     if (co && rc == ZNONODE && co->role == BT_ROLE_STANDBY)
         co_check_position(co); /* gone between list and watch */
@@ -705,7 +536,7 @@ static void on_pred_exists(int rc, const struct Stat *stat, const void *data)
 
 static void on_requeued(int rc, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
     co->requeuing = 0;
@@ -718,7 +549,7 @@ static void on_requeued(int rc, const void *data)
 /* Give up our place (for a --to handoff to a node behind us) and rejoin. */
 static void co_requeue(bt_coord_t *co)
 {
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     bt_info("coord: yielding my place to %s", co->handoff.to);
     /* Two position checks in flight (a predecessor watch and the handoff
      * watch) must not both requeue: that would leave two candidates. */
@@ -734,7 +565,7 @@ static void co_requeue(bt_coord_t *co)
 static void on_children(int rc, const struct String_vector *names, const struct Stat *stat,
                         const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     (void)stat;
     /* a listing answered after shutdown began must not start a claim: its
      * fence write would outlive us (freed before the store that answers it) */
@@ -747,11 +578,9 @@ static void on_children(int rc, const struct String_vector *names, const struct 
         co_retry_later(co, 0.2);
         return;
     }
-    char **sorted = malloc(sizeof(char *) * (size_t)(names->count ? names->count : 1));
+    char **sorted = co_sorted_line(names);
     if (!sorted)
         return;
-    memcpy(sorted, names->data, sizeof(char *) * (size_t)names->count);
-    qsort(sorted, (size_t)names->count, sizeof *sorted, cmp_seq);
 
     const char *mine = strrchr(co->candidate, '/');
     int me = -1, target = -1;
@@ -759,7 +588,7 @@ static void on_children(int rc, const struct String_vector *names, const struct 
         if (mine && !strcmp(sorted[i], mine + 1))
             me = i;
         if (co->handoff.present && co->handoff.to[0] && target < 0 &&
-            candidate_is(sorted[i], co->handoff.to))
+            co_candidate_is(sorted[i], co->handoff.to))
             target = i;
     }
     if (me < 0) {
@@ -790,19 +619,17 @@ static void on_children(int rc, const struct String_vector *names, const struct 
         memcpy(co->pred_first, pred, (size_t)plen + 1);
     if (me > 1)
         co_watch_leader_for_line(co, 0);
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (r && zoo_awexists(bt_zk_handle(co->zk), pred, on_pred_watch, co, on_pred_exists, r) == ZOK)
         return;
     free(r);
     co_retry_later(co, 0.2);
 }
 
-static void on_handoff_line_watch(zhandle_t *zh, int type, int state, const char *path,
-                                  void *ctx);
 
-static void co_check_position(bt_coord_t *co)
+void co_check_position(bt_coord_t *co)
 {
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (!co->candidate[0] || co->leaving || co->drained || co->requeuing) {
         free(r);
         return;
@@ -810,7 +637,7 @@ static void co_check_position(bt_coord_t *co)
     /* while a --to request is pending, a standby watches the whole line,
      * not just its predecessor: the target may join it (back from yielding
      * its place for an earlier handoff) behind us, and we must then yield */
-    watcher_fn w = co->handoff.present && co->handoff.to[0] ? on_handoff_line_watch : NULL;
+    watcher_fn w = co->handoff.present && co->handoff.to[0] ? co_handoff_line_watch : NULL;
     if (r && zoo_awget_children2(bt_zk_handle(co->zk), co->p_election, w, co, on_children, r) ==
                  ZOK)
         return;
@@ -821,7 +648,7 @@ static void co_check_position(bt_coord_t *co)
 static void on_candidate_created(int rc, const char *value, const struct Stat *stat,
                                  const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
     if (rc != ZOK) {
@@ -839,7 +666,7 @@ static void on_candidate_created(int rc, const char *value, const struct Stat *s
 
 static void on_adopted_candidate(int rc, const struct Stat *stat, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
     if (rc != ZOK) {
@@ -856,7 +683,7 @@ static void on_adopted_candidate(int rc, const struct Stat *stat, const void *da
 static void on_join_children(int rc, const struct String_vector *names, const struct Stat *stat,
                              const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     char path[PATH_MAX_LEN];
     (void)stat;
     if (!co || co->leaving || co->drained)
@@ -871,7 +698,7 @@ static void on_join_children(int rc, const struct String_vector *names, const st
                          names->data[i]) >= (int)sizeof co->candidate)
                 continue;
             bt_info("coord: found our candidate %s", co->candidate);
-            zreq_t *a = zreq(co); /* its czxid is our epoch if we lead */
+            zreq_t *a = co_zreq(co); /* its czxid is our epoch if we lead */
             if (a && zoo_aexists(bt_zk_handle(co->zk), co->candidate, 0, on_adopted_candidate, a) == ZOK)
                 return;
             free(a);
@@ -883,7 +710,7 @@ static void on_join_children(int rc, const struct String_vector *names, const st
     zreq_t *r = NULL;
     if (snprintf(path, sizeof path, "%s/%s", co->p_election, co->prefix) >= (int)sizeof path)
         return; /* cannot happen: lengths are checked in bt_coord_new */
-    r = zreq(co);
+    r = co_zreq(co);
     if (r && zoo_acreate2(bt_zk_handle(co->zk), path, co->node, (int)strlen(co->node),
                           bt_zk_acl(co->zk), ZOO_EPHEMERAL_SEQUENTIAL, on_candidate_created, r) == ZOK)
         return;
@@ -891,7 +718,7 @@ static void on_join_children(int rc, const struct String_vector *names, const st
     co_retry_later(co, 0.2);
 }
 
-static void co_join(bt_coord_t *co)
+void co_join(bt_coord_t *co)
 {
     if (co->leaving)
         return;
@@ -909,7 +736,7 @@ static void co_join(bt_coord_t *co)
         return;
     }
     co_set_role(co, BT_ROLE_STANDBY);
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_join_children, r) == ZOK)
         return;
     free(r);
@@ -920,7 +747,7 @@ static void co_join(bt_coord_t *co)
 
 static void on_nodes_deleted(int rc, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
     if (rc != ZOK && rc != ZNONODE)
@@ -941,7 +768,7 @@ static void on_nodes_deleted(int rc, const void *data)
 
 /* Deletes `leader` (if ours) and our candidate in one transaction, so the
  * next node sees both go at once. */
-static void co_delete_nodes(bt_coord_t *co)
+void co_delete_nodes(bt_coord_t *co)
 {
     zoo_op_t ops[2];
     int n = 0;
@@ -958,15 +785,15 @@ static void co_delete_nodes(bt_coord_t *co)
     if (n == 0 || !bt_zk_connected(co->zk)) {
         /* nothing to delete, or no connection: the session's expiry
          * removes them; the next leader waits for that */
-        zreq_t *r = zreq(co);
+        zreq_t *r = co_zreq(co);
         on_nodes_deleted(ZOK, r);
         return;
     }
-    /* zreq_t first: zdone() frees the whole request, results included,
+    /* zreq_t first: co_zdone() frees the whole request, results included,
      * which must live until the completion */
     multi_req_t *m = calloc(1, sizeof *m);
     if (!m) {
-        on_nodes_deleted(ZCONNECTIONLOSS, zreq(co));
+        on_nodes_deleted(ZCONNECTIONLOSS, co_zreq(co));
         return;
     }
     m->z.co = co;
@@ -999,7 +826,7 @@ static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Whether we rejoin afterwards follows from the state: not when drained or
  * shutting down, later when paused; `rejoin` is for the log. */
-static void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
+void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
 {
     bt_info("coord: stepping down: %s%s", reason, rejoin ? "" : " (not rejoining now)");
     ev_timer_stop(co->loop, &co->heartbeat);
@@ -1023,248 +850,6 @@ void bt_coord_fenced(bt_coord_t *co, const char *what)
         return;
     bt_warn("coord: %s was fenced: a newer leader exists", what);
     co_step_down(co, "fenced", 1);
-}
-
-/* ------------------------------------------------------------ control */
-
-static void co_handle_handoff(bt_coord_t *co);
-
-static void on_handoff_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
-{
-    bt_coord_t *co = watch_owner(zh, type, ctx);
-    (void)path;
-    bt_debug("coord: handoff watch: type %d state %d", type, state);
-    if (co)
-        co_watch_handoff(co);
-}
-
-static void on_handoff_data(int rc, const char *value, int len, const struct Stat *stat,
-                            const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    if (!co)
-        return;
-    memset(&co->handoff, 0, sizeof co->handoff);
-    bt_debug("coord: handoff request: %s %.*s", zerror(rc), rc == ZOK ? len : 0, value ? value : "");
-    if (rc == ZOK) {
-        json_error_t jerr;
-        json_t *o = value ? json_loadb(value, (size_t)len, 0, &jerr) : NULL;
-        const char *to = o ? json_string_value(json_object_get(o, "to")) : NULL;
-        co->handoff.present = 1;
-        co->handoff.czxid = stat->czxid;
-        co->handoff.deadline_ms = bt_mono_ms() + 10000;
-        snprintf(co->handoff.to, sizeof co->handoff.to, "%s", to ? to : "");
-        json_decref(o);
-    }
-    co_handle_handoff(co);
-}
-
-static void on_handoff_exists(int rc, const struct Stat *stat, const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    (void)stat;
-    if (!co)
-        return;
-    if (rc == ZNONODE) {
-        memset(&co->handoff, 0, sizeof co->handoff);
-        return;
-    }
-    zreq_t *r = zreq(co);
-    if (r && zoo_aget(bt_zk_handle(co->zk), co->p_handoff, 0, on_handoff_data, r) == ZOK)
-        return;
-    free(r);
-}
-
-/* An exists-watch, not a get-watch: ZooKeeper sets no watch on getData of a
- * node that does not exist, and the request usually does not exist yet. */
-static void co_watch_handoff(bt_coord_t *co)
-{
-    zreq_t *r = zreq(co);
-    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_handoff, on_handoff_watch, co,
-                               on_handoff_exists, r) == ZOK)
-        return;
-    free(r);
-}
-
-/* The line changed while a --to request is pending: the leader looks
- * whether the target is next, a standby whether it must yield. */
-static void on_handoff_line_watch(zhandle_t *zh, int type, int state, const char *path,
-                                  void *ctx)
-{
-    bt_coord_t *co = watch_owner(zh, type, ctx);
-    (void)state;
-    (void)path;
-    if (co && (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_STANDBY) &&
-        co->handoff.present && co->handoff.to[0])
-        co_handle_handoff(co);
-}
-
-static void co_refuse_handoff(bt_coord_t *co, const char *why)
-{
-    bt_warn("coord: refusing handoff to %s: %s", co->handoff.to, why);
-    co_clear_fulfilled_handoff(co);
-}
-
-/* The target is not in line. A live member may be between two places in it
- * (it yielded its place for the previous handoff and is creating its new
- * candidate): wait for it, until the deadline. Refuse a node that is not a
- * member (unknown or down) or is drained or stopping. */
-static void on_handoff_member(int rc, const char *value, int len, const struct Stat *stat,
-                              const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    (void)stat;
-    if (!co || co->role != BT_ROLE_LEADING || !co->handoff.present || !co->handoff.to[0])
-        return;
-    json_error_t jerr;
-    json_t *o = rc == ZOK && value ? json_loadb(value, (size_t)len, 0, &jerr) : NULL;
-    const char *node = json_string_value(json_object_get(o, "node"));
-    const char *state = json_string_value(json_object_get(o, "state"));
-    int same = rc == ZNONODE || (node && !strcmp(node, co->handoff.to));
-    int live = node && state && strcmp(state, "drained") && strcmp(state, "stopped");
-    json_decref(o);
-    if (!same)
-        return; /* a newer request: handled on its own */
-    if (live && bt_mono_ms() < co->handoff.deadline_ms) {
-        bt_debug("coord: handoff to %s: a member, not yet in line", co->handoff.to);
-        return; /* the line watch brings us back when it joins */
-    }
-    co_refuse_handoff(co, live ? "it did not join the line in time"
-                               : "not a candidate (unknown, down or drained)");
-}
-
-static void co_lookup_handoff_member(bt_coord_t *co)
-{
-    char path[PATH_MAX_LEN];
-    if (snprintf(path, sizeof path, "%s/%s", co->p_nodes, co->handoff.to) >= (int)sizeof path) {
-        co_refuse_handoff(co, "not a node id");
-        return;
-    }
-    zreq_t *r = zreq(co);
-    if (r && zoo_aget(bt_zk_handle(co->zk), path, 0, on_handoff_member, r) == ZOK)
-        return;
-    free(r); /* no connection: the heartbeat retries at the deadline */
-}
-
-/* A --to handoff: step down only once the target is next in line, i.e.
- * every candidate that was ahead of it has yielded. Stepping down earlier
- * would race them: one that had not yet read the request would claim. */
-static void on_handoff_targets(int rc, const struct String_vector *names,
-                               const struct Stat *stat, const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    (void)stat;
-    if (!co || co->role != BT_ROLE_LEADING || !co->handoff.present)
-        return;
-    const char *mine = strrchr(co->candidate, '/');
-    unsigned long long target = 0;
-    int found = 0, ahead = 0;
-    for (int i = 0; rc == ZOK && i < names->count; i++)
-        if (candidate_is(names->data[i], co->handoff.to)) {
-            target = seq_of(names->data[i]);
-            found = 1;
-        }
-    for (int i = 0; found && i < names->count; i++)
-        if (seq_of(names->data[i]) < target && !(mine && !strcmp(names->data[i], mine + 1)))
-            ahead++;
-    if (found && ahead == 0) {
-        bt_info("coord: planned handoff requested to %s", co->handoff.to);
-        co_step_down(co, "planned handoff", 1);
-        return;
-    }
-    if (!found && rc == ZOK) {
-        co_lookup_handoff_member(co);
-        return;
-    }
-    if (found && bt_mono_ms() < co->handoff.deadline_ms) {
-        bt_debug("coord: handoff to %s: %d candidate(s) still ahead of it", co->handoff.to,
-                 ahead);
-        return; /* the line watch brings us back when they yield */
-    }
-    if (found)
-        co_refuse_handoff(co, "the candidates ahead of it did not yield in time");
-}
-
-static void co_handle_handoff(bt_coord_t *co)
-{
-    if (!co->handoff.present)
-        return;
-    if (co->role == BT_ROLE_LEADING) {
-        /* Not the epoch: our candidate may be older than the request that
-         * made us leader. Our `leader` znode is always younger; until its
-         * create is answered, wait (co_leader_answered comes back). */
-        if (co->leader_mine != LEADER_OURS)
-            return;
-        if (co->handoff.czxid < co->leader_czxid) {
-            co_clear_fulfilled_handoff(co); /* it made us leader */
-            return;
-        }
-        if (co->handoff.to[0] && !strcmp(co->handoff.to, co->node)) {
-            co_clear_fulfilled_handoff(co); /* "hand to me": I lead already */
-            return;
-        }
-        if (co->handoff.to[0]) {
-            /* only to a node that is in line, and only once it is next:
-             * watch the line until then */
-            zreq_t *r = zreq(co);
-            if (r && zoo_awget_children2(bt_zk_handle(co->zk), co->p_election,
-                                         on_handoff_line_watch, co, on_handoff_targets,
-                                         r) == ZOK)
-                return;
-            free(r);
-            return;
-        }
-        bt_info("coord: planned handoff requested");
-        co_step_down(co, "planned handoff", 1);
-        return;
-    }
-    if (co->role == BT_ROLE_STANDBY && co->handoff.to[0])
-        co_check_position(co); /* yields if the target is behind us */
-}
-
-static void on_drain_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx);
-
-static void on_drain_exists(int rc, const struct Stat *stat, const void *data)
-{
-    bt_coord_t *co = zdone(data);
-    (void)stat;
-    if (!co || (rc != ZOK && rc != ZNONODE))
-        return;
-    int drained = (rc == ZOK), was_drained = co->drained;
-    if (drained == co->drained && co->setup_done)
-        return;
-    co->drained = drained;
-    if (drained) {
-        bt_info("coord: drained: leaving the election");
-        if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED)
-            co_step_down(co, "drain", 0);
-        else if (co->candidate[0])
-            co_delete_nodes(co);
-        else
-            co_set_role(co, BT_ROLE_DRAINED);
-    } else if (co->setup_done) {
-        if (was_drained == 1)
-            bt_info("coord: undrained: rejoining the election");
-        co_join(co);
-    }
-}
-
-static void co_watch_drain(bt_coord_t *co)
-{
-    zreq_t *r = zreq(co);
-    if (r && zoo_awexists(bt_zk_handle(co->zk), co->p_drain, on_drain_watch, co,
-                               on_drain_exists, r) == ZOK)
-        return;
-    free(r);
-}
-
-static void on_drain_watch(zhandle_t *zh, int type, int state, const char *path, void *ctx)
-{
-    bt_coord_t *co = watch_owner(zh, type, ctx);
-    (void)state;
-    (void)path;
-    if (co)
-        co_watch_drain(co);
 }
 
 /* ------------------------------------------------------------ session setup */
@@ -1345,7 +930,7 @@ static void co_setup_step(bt_coord_t *co, int step)
 static void co_create_member(bt_coord_t *co)
 {
     char *js = co_member_json(co);
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (js && r && zoo_acreate(bt_zk_handle(co->zk), co->p_member, js, (int)strlen(js),
                                bt_zk_acl(co->zk), ZOO_EPHEMERAL, on_member_created, r) == ZOK)
         r = NULL;
@@ -1357,7 +942,7 @@ static void co_create_member(bt_coord_t *co)
 
 static void on_stale_member_deleted(int rc, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     (void)rc;
     if (co)
         co_create_member(co);
@@ -1365,14 +950,14 @@ static void on_stale_member_deleted(int rc, const void *data)
 
 static void on_member_created(int rc, const char *value, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     (void)value;
     if (!co)
         return;
     if (rc == ZNODEEXISTS) {
         /* left by our previous process whose session has not expired yet */
         bt_info("coord: replacing a stale membership node for %s", co->node);
-        zreq_t *r = zreq(co);
+        zreq_t *r = co_zreq(co);
         if (r && zoo_adelete(bt_zk_handle(co->zk), co->p_member, -1, on_stale_member_deleted, r) == ZOK)
             return;
         free(r);
@@ -1410,7 +995,7 @@ static void co_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * candidate still ours? Then resume; else we lost them: step down. */
 static void on_resume_check(int rc, const struct Stat *stat, const void *data)
 {
-    bt_coord_t *co = zdone(data);
+    bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
     if (rc == ZOK || rc == ZNONODE)
@@ -1432,7 +1017,7 @@ static void on_resume_check(int rc, const struct Stat *stat, const void *data)
 
 static void co_verify_leadership(bt_coord_t *co)
 {
-    zreq_t *r = zreq(co);
+    zreq_t *r = co_zreq(co);
     if (!r || zoo_aexists(bt_zk_handle(co->zk), co->p_leader, 0, on_resume_check, r) != ZOK) {
         free(r);
         co_step_down(co, "cannot verify leadership", 1);
