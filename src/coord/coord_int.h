@@ -44,7 +44,6 @@ struct bt_coord {
     int leader_mine;           /* LEADER_NOT_OURS / _OURS / _UNKNOWN */
     int leader_create_inflight; /* create (or its exists check) unanswered */
     int delete_after_create;   /* stepping down: delete once it is answered */
-    int claim_fence_done;      /* claiming: the fence holds our epoch */
     int claim_fence_inflight;
     char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
     char pred_first[PATH_MAX_LEN];  /* the predecessor we watch, when it was

@@ -215,7 +215,7 @@ static void co_fence(bt_coord_t *co, const char *reason)
     }
 }
 
-static void co_claim_check(bt_coord_t *co);
+static void co_lead(bt_coord_t *co);
 
 static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
 {
@@ -224,8 +224,7 @@ static void on_fence_acquired(bt_err_t err, const char *detail, void *arg)
     if (!co || co->role != BT_ROLE_CLAIMING)
         return;
     if (err == BT_OK) {
-        co->claim_fence_done = 1;
-        co_claim_check(co);
+        co_lead(co);
         return;
     }
     if (err == BT_E_STALE_EPOCH) {
@@ -341,12 +340,11 @@ static void on_leader_exists(int rc, const struct Stat *stat, const void *data)
         co_leader_answered(co);
         return;
     }
+    co->leader_create_inflight = 0;
     if (rc == ZNONODE) { /* gone in between: create it again */
-        co->leader_create_inflight = 0;
         co_create_leader(co);
         return;
     }
-    co->leader_create_inflight = 0;
     if (rc != ZOK) {
         if (claiming)
             co_retry_later(co, 0.2);
@@ -398,10 +396,8 @@ static void on_leader_created(int rc, const char *value, const struct Stat *stat
  * it fail, we stop and wait (on_leader_exists), and our fence bump has already
  * refused the holder's writes. Saves a ZooKeeper write on every failover,
  * the slowest leg (docs/failover.md). */
-static void co_claim_check(bt_coord_t *co)
+static void co_lead(bt_coord_t *co)
 {
-    if (co->role != BT_ROLE_CLAIMING || !co->claim_fence_done)
-        return;
     co->fence_committed = 1;
     co->leader_since_us = bt_now_us();
     bt_info("coord: leading with epoch %" PRIu64, co->epoch);
@@ -438,19 +434,16 @@ static void co_create_leader(bt_coord_t *co)
 }
 
 /* First in line: create `leader` and write the fence, in parallel, and
- * lead once the fence has committed (co_claim_check). A fence bump that
+ * lead once the fence has committed (co_lead). A fence bump that
  * turns out premature (someone else still holds `leader`) can only depose
  * that holder, which the fence makes safe. */
 static void co_claim(bt_coord_t *co)
 {
     if (co->leaving)
         return; /* shutting down: the next node claims */
-    int fresh = co->role != BT_ROLE_CLAIMING;
     co_set_role(co, BT_ROLE_CLAIMING);
     co->epoch = (uint64_t)co->cand_czxid;
-    if (fresh)
-        co->claim_fence_done = 0;
-    if (!co->claim_fence_done && !co->claim_fence_inflight)
+    if (!co->claim_fence_inflight)
         co_fence(co, co->handoff.present ? "handoff" : "election");
     if (!co->leader_create_inflight && co->leader_mine != LEADER_OURS)
         co_create_leader(co);
