@@ -420,10 +420,10 @@ static void co_create_leader(bt_coord_t *co)
     char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     zreq_t *r = co_zreq(co);
-    co->leader_mine = LEADER_UNKNOWN;
     if (js && r &&
         zoo_acreate2(bt_zk_handle(co->zk), co->p_leader, js, (int)strlen(js), bt_zk_acl(co->zk),
                      ZOO_EPHEMERAL, on_leader_created, r) == ZOK) {
+        co->leader_mine = LEADER_UNKNOWN; /* until answered */
         co->leader_create_inflight = 1;
         r = NULL;
     } else if (co->role == BT_ROLE_CLAIMING) {
