@@ -117,8 +117,6 @@ static int co_cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Candidate names: c_<session>_<node>_<zone>_<seq>; node ids and zones
- * hold no '_' (checked in bt_coord_new). This one: is it <node>'s? */
 /* The candidates in line order (a copy of the pointers, to free), or NULL. */
 char **co_sorted_line(const struct String_vector *names)
 {
@@ -130,6 +128,8 @@ char **co_sorted_line(const struct String_vector *names)
     return sorted;
 }
 
+/* Candidate names: c_<session>_<node>_<zone>_<seq>; node ids and zones
+ * hold no '_' (checked in bt_coord_new). This one: is it <node>'s? */
 int co_candidate_is(const char *name, const char *node)
 {
     const char *p = strchr(name + 2, '_');
@@ -301,7 +301,6 @@ static void on_leader_watch(zhandle_t *zh, int type, int state, const char *path
         co_check_position(co);
 }
 
-
 /* Our create of `leader` (or the look that followed it) is answered. A
  * step-down that was waiting for it deletes our nodes now; a leader
  * handles the handoff request it deferred (co_handle_handoff). */
@@ -450,7 +449,6 @@ static void co_claim(bt_coord_t *co)
 }
 
 /* ------------------------------------------------------------ the line */
-
 
 /* A standby whose predecessor is not first lists the line again when a
  * leader is created: the predecessor may be first now, and then its
@@ -618,7 +616,6 @@ static void on_children(int rc, const struct String_vector *names, const struct 
     free(r);
     co_retry_later(co, 0.2);
 }
-
 
 void co_check_position(bt_coord_t *co)
 {

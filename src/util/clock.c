@@ -5,18 +5,16 @@
 #include <string.h>
 #include <time.h>
 
-int64_t bt_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t bt_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t bt_now_ms(void)
+{
+    return bt_now_us() / 1000;
 }
 
 int64_t bt_mono_ms(void)
