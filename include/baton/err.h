@@ -23,6 +23,7 @@ typedef enum bt_err {
     BT_E_ZK,
     BT_E_HTTP,
     BT_E_PARSE,
+    BT_E_NOT_SENT,     /* a side effect this node may not send now: never sent */
     BT_E__COUNT
 } bt_err_t;
 

@@ -19,6 +19,21 @@
  *    reached the server; a 429 is always safe to retry.
  *  - The response is handed over whole: status, headers of interest, body
  *    (capped at max_body bytes: a larger body is an error, not a truncation).
+ *  - Side effects (requests marked `side_effect`: creates, cancels) are sent
+ *    only while the gate (bt_http_set_gate) allows it, asked for each
+ *    attempt right before its first byte goes on the wire
+ *    (CURLOPT_PREREQFUNCTION): a queued request, a retry after throttling or
+ *    a 5xx, all go through it. A refused one ends with BT_E_NOT_SENT, a
+ *    definite outcome: nothing of it reached the service. Each attempt of a
+ *    side effect gets its whole timeout (never what is left of the budget:
+ *    a create sent with milliseconds to live times out after it reached the
+ *    service, and its outcome is then unknown); the budget bounds how long
+ *    it may wait for a connection and between attempts.
+ *  - A fence stops writes, not calls, so the owner of the gate says when it
+ *    closes (bt_http_gate_closed): side effects waiting or backing off are
+ *    answered BT_E_NOT_SENT, and one whose bytes are only partly written is
+ *    cut off (its connection closed: a service never acts on half a
+ *    request). Bytes already handed to the kernel are beyond recall.
  */
 #ifndef BATON_HTTP_H
 #define BATON_HTTP_H
@@ -52,10 +67,15 @@ typedef struct bt_http_response {
                                    * the retry budget ran out while it waited
                                    * for a connection, and it was never sent */
     uint64_t retry_after_ms;      /* the last answer's Retry-After (seconds or date); 0: none */
+    int unsent;                   /* no attempt can have taken effect: none was sent,
+                                   * each one sent was refused before any work (429,
+                                   * throttling), or was cut off half-written */
 } bt_http_response_t;
 
 /* err: BT_OK when a response arrived (any status, after retries ran out),
- * BT_E_HTTP for transport failure, BT_E_TIMEOUT, BT_E_CANCELLED. */
+ * BT_E_HTTP for transport failure, BT_E_TIMEOUT, BT_E_CANCELLED, and for
+ * side effects BT_E_NOT_SENT (the gate refused, or the budget ran out before
+ * an attempt could start). */
 typedef void (*bt_http_cb)(bt_err_t err, const bt_http_response_t *res, void *arg);
 
 typedef struct bt_http_request {
@@ -74,6 +94,7 @@ typedef struct bt_http_request {
     uint32_t backoff_base_ms;     /* default 200 */
     uint32_t backoff_max_ms;      /* default 20000 */
     int idempotent;               /* safe to resend after an unknown outcome */
+    int side_effect;              /* changes remote state: sent only through the gate */
     int aws_throttling;           /* treat AWS throttling error bodies as 429 */
     int insecure;                 /* skip TLS verification (tests against fakes only) */
     size_t max_body;              /* default 8 MiB */
@@ -82,8 +103,24 @@ typedef struct bt_http_request {
 /* Copies everything it needs from req; returns at once. */
 bt_err_t bt_http_request(bt_http_t *h, const bt_http_request_t *req, bt_http_cb cb, void *arg);
 
+/* The gate for side effects: may_send(arg) is asked right before each
+ * attempt of a side-effecting request is sent; 0 refuses it. NULL (the
+ * default): always send. */
+void bt_http_set_gate(bt_http_t *h, int (*may_send)(void *arg), void *arg);
+
+/* The gate has (or may have) closed. Side effects that wait for a
+ * connection or for their next attempt, and those whose request is only
+ * partly written, are stopped here and answered from the loop: BT_E_NOT_SENT
+ * when no earlier attempt of theirs may have taken effect. With `sent_too`,
+ * side effects already wholly sent are cut off as well, their outcome
+ * unknown (BT_E_CANCELLED, unsent 0): the end of a drain that could not
+ * wait for them any longer. Returns how many were stopped. */
+size_t bt_http_gate_closed(bt_http_t *h, int sent_too);
+
 typedef struct bt_http_stats {
     uint64_t requests, attempts, retries, in_flight;
+    uint64_t not_sent;            /* side effects the gate (or the budget) kept back */
+    uint64_t cut_off;             /* side effects stopped by bt_http_gate_closed */
 } bt_http_stats_t;
 void bt_http_get_stats(const bt_http_t *h, bt_http_stats_t *out);
 

@@ -21,13 +21,21 @@
  * submission that timed out has an unknown outcome that must be looked
  * up. Here the per-attempt timeout measures the server; the queue's wait
  * counts against the retry budget only. Finished easy handles are reset
- * and kept for the next attempt. */
+ * and kept for the next attempt.
+ *
+ * Side effects pass the gate twice: when an attempt is about to be handed
+ * to curl (a cheap early refusal) and in CURLOPT_PREREQFUNCTION, which curl
+ * calls on the connection right before the request's first byte. A request
+ * remembers whether any of its attempts may have reached the service in a
+ * way that can take effect (maybe_performed); an answer that says so is
+ * "unknown", every other refusal is "not sent". */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "baton/clock.h"
@@ -52,6 +60,7 @@ typedef struct sock {
 typedef struct req {
     struct req *prev, *next;
     struct req *wnext;          /* in its host's wait queue */
+    struct req *cnext;          /* cut off by the gate, answered from `later` */
     bt_http_t *h;
     size_t host;                /* index in h->hosts */
     CURL *easy;                 /* the attempt in flight, or NULL */
@@ -61,6 +70,11 @@ typedef struct req {
     struct curl_slist *headers;
     int64_t started_ms;         /* monotonic: the retry budget runs from here */
     uint32_t attempts;
+    int waiting;                /* in its host's wait queue */
+    int maybe_performed;        /* an attempt may have taken effect at the service */
+    int answered;               /* the last attempt got a definite answer */
+    int refused;                /* the gate refused the attempt in curl's hands */
+    int cut;                    /* stopped by bt_http_gate_closed: on h->cut */
     /* the current attempt's answer */
     char *buf;
     size_t len, cap;
@@ -95,6 +109,10 @@ struct bt_http {
     bt_http_stats_t stats;
     uint64_t rnd;
     int closing;
+    int (*gate)(void *);        /* may a side effect be sent now? NULL: yes */
+    void *gate_arg;
+    req_t *cut;                 /* answers owed by bt_http_gate_closed */
+    ev_timer later;             /* delivers them, from the loop */
 };
 
 static uint64_t next_random(bt_http_t *h)
@@ -219,6 +237,7 @@ static void deliver(req_t *r, bt_err_t err, long status, const char *error, uint
         .error = error,
         .attempts = r->attempts,
         .retry_after_ms = retry_after,
+        .unsent = !r->maybe_performed && !r->answered,
     };
     r->cb(err, &res, r->arg);
     req_free(r);
@@ -248,16 +267,50 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+static int on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    req_t *r = arg;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    if (r->h->gate && !r->h->gate(r->h->gate_arg)) {
+        r->refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+/* A side effect's new connection gets a small send buffer. What the kernel
+ * holds leaves even after we cut the request off (a pause, a handoff's
+ * bound), so the less it holds the more of a large request is still ours
+ * to stop; the requests are small, and their speed is the service's. */
+#define SIDE_EFFECT_SNDBUF (16 * 1024)
+
+static int on_sockopt(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    int size = SIDE_EFFECT_SNDBUF;
+    (void)arg;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size); /* a hint: best effort */
+    return CURL_SOCKOPT_OK;
+}
+
 static bt_err_t launch_attempt(req_t *r)
 {
     bt_http_t *h = r->h;
-    /* the attempt may not outlive the budget; one whose budget ran out
-     * while it waited for a connection is not sent at all */
+    /* one whose budget ran out while it waited for a connection is not
+     * sent at all */
     int64_t left = (int64_t)r->o.retry_budget_ms - (bt_mono_ms() - r->started_ms);
     if (left <= 0)
-        return BT_E_TIMEOUT;
+        return r->o.side_effect ? BT_E_NOT_SENT : BT_E_TIMEOUT;
+    if (r->o.side_effect && h->gate && !h->gate(h->gate_arg))
+        return BT_E_NOT_SENT;
+    /* a read may not outlive the budget; a side effect gets its whole
+     * timeout, so that it is answered rather than left unknown */
     long timeout = (long)r->o.timeout_ms;
-    if (left < timeout)
+    if (left < timeout && !r->o.side_effect)
         timeout = (long)left;
     CURL *e = h->neasy ? h->easy_pool[--h->neasy] : curl_easy_init();
     if (!e)
@@ -265,6 +318,8 @@ static bt_err_t launch_attempt(req_t *r)
 
     r->len = 0;
     r->too_big = 0;
+    r->answered = 0;
+    r->refused = 0;
     r->errbuf[0] = '\0';
     free(r->content_type);
     r->content_type = NULL;
@@ -292,6 +347,11 @@ static bt_err_t launch_attempt(req_t *r)
          * for a request that must not run twice, only a new connection is
          * safe (these are rare: submissions, not polls) */
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    if (r->o.side_effect) {
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    }
 
     if (!strcmp(r->method, "GET")) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
@@ -337,6 +397,7 @@ static bt_err_t start_attempt(req_t *r)
     if (ho->active < r->h->per_host && !ho->wait_head)
         return launch_attempt(r);
     r->wnext = NULL;
+    r->waiting = 1;
     if (ho->wait_tail)
         ho->wait_tail->wnext = r;
     else
@@ -345,7 +406,33 @@ static bt_err_t start_attempt(req_t *r)
     return BT_OK;
 }
 
-static void deliver(req_t *r, bt_err_t err, long status, const char *error, uint64_t retry_after);
+/* The answer of a request that was not sent this time: not sent at all
+ * unless an earlier attempt may have taken effect. */
+static void deliver_unsent(req_t *r, bt_err_t e, const char *why)
+{
+    if (e == BT_E_NOT_SENT) {
+        r->h->stats.not_sent++;
+        if (r->maybe_performed)
+            e = BT_E_TIMEOUT; /* an earlier attempt may have done it */
+    }
+    deliver(r, e, 0, why, 0);
+}
+
+static void on_later(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* r is answered from the next loop iteration: never from inside a call of
+ * ours, never from inside curl. */
+static void cut_later(req_t *r)
+{
+    bt_http_t *h = r->h;
+    r->cut = 1;
+    r->cnext = h->cut;
+    h->cut = r;
+    if (!ev_is_active(&h->later)) {
+        ev_timer_set(&h->later, 0., 0.);
+        ev_timer_start(h->loop, &h->later);
+    }
+}
 
 /* A slot of the host freed up: start whoever waits for it. */
 static void pump(bt_http_t *h, size_t host)
@@ -355,12 +442,13 @@ static void pump(bt_http_t *h, size_t host)
         req_t *q = ho->wait_head;
         if (!(ho->wait_head = q->wnext))
             ho->wait_tail = NULL;
+        q->waiting = 0;
         bt_err_t e = launch_attempt(q);
         if (e != BT_OK)
-            deliver(q, e, 0,
-                    e == BT_E_TIMEOUT ? "retry budget spent waiting for a connection; not sent"
-                                      : "cannot start the next attempt",
-                    0);
+            deliver_unsent(q, e,
+                           e == BT_E_NOT_SENT ? "side effect not sent: this node may not act now"
+                           : e == BT_E_TIMEOUT ? "retry budget spent waiting for a connection; not sent"
+                                               : "cannot start the next attempt");
     }
 }
 
@@ -379,6 +467,25 @@ static void release_easy(req_t *r)
     h->hosts[r->host].active--;
 }
 
+static void on_later(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bt_http_t *h = container_of(w, bt_http_t, later);
+    req_t *r = h->cut;
+    (void)loop;
+    (void)revents;
+    h->cut = NULL;
+    while (r) {
+        req_t *next = r->cnext;
+        deliver_unsent(r, r->maybe_performed ? BT_E_CANCELLED : BT_E_NOT_SENT,
+                       r->maybe_performed ? "side effect cut off after it was sent; outcome unknown"
+                                          : "side effect not sent: this node may not act now");
+        r = next;
+    }
+    /* the slots they held (or waited for) go to whoever waits */
+    for (size_t i = 0; i < h->nhosts; i++)
+        pump(h, i);
+}
+
 static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
 {
     req_t *r = container_of(w, req_t, backoff);
@@ -386,7 +493,8 @@ static void on_backoff(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     bt_err_t e = start_attempt(r);
     if (e != BT_OK)
-        deliver(r, e, 0, "cannot start the next attempt", 0);
+        deliver_unsent(r, e, e == BT_E_NOT_SENT ? "side effect not sent: this node may not act now"
+                                                : "cannot start the next attempt");
 }
 
 /* AWS APIs say "slow down" with a 400 whose JSON __type names throttling. */
@@ -411,6 +519,12 @@ static int transport_retryable(CURLcode rc, int *reached)
     case CURLE_SSL_CONNECT_ERROR:
         *reached = 0;
         return 1;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        *reached = 0;
+        return 0;
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
@@ -443,19 +557,30 @@ static void attempt_done(req_t *r, CURLcode rc)
     bt_err_t err = BT_OK;
     int retry = 0, reached;
     const char *error = NULL;
+    if (rc == CURLE_ABORTED_BY_CALLBACK && r->refused) {
+        deliver_unsent(r, BT_E_NOT_SENT, "side effect not sent: this node may not act now");
+        pump(h, host);
+        return;
+    }
     if (rc == CURLE_OK) {
         /* a 429 (or AWS throttling) was refused before any work: always safe */
-        if (status == 429 || (status == 400 && r->o.aws_throttling && aws_throttled(r)))
+        if (status == 429 || (status == 400 && r->o.aws_throttling && aws_throttled(r))) {
             retry = 1;
-        else if (status >= 500 && status <= 599)
+        } else if (status >= 500 && status <= 599) {
             retry = r->o.idempotent;
+            r->maybe_performed = 1;
+        } else {
+            r->answered = 1;
+        }
     } else if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
         err = BT_E_HTTP;
         error = "response body larger than the limit";
+        r->maybe_performed = 1; /* it answered: whatever it was asked, it did */
     } else {
         err = rc == CURLE_OPERATION_TIMEDOUT ? BT_E_TIMEOUT : BT_E_HTTP;
         error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
         retry = transport_retryable(rc, &reached) && (r->o.idempotent || !reached);
+        r->maybe_performed |= reached;
         status = 0;
     }
 
@@ -588,7 +713,8 @@ bt_err_t bt_http_request(bt_http_t *h, const bt_http_request_t *req, bt_http_cb 
     }
     ev_timer_init(&r->backoff, on_backoff, 0., 0.);
     r->started_ms = bt_mono_ms();
-    if ((e = start_attempt(r)) != BT_OK) {
+    e = start_attempt(r);
+    if (e != BT_OK && e != BT_E_NOT_SENT) {
         req_free(r);
         return e;
     }
@@ -598,7 +724,68 @@ bt_err_t bt_http_request(bt_http_t *h, const bt_http_request_t *req, bt_http_cb 
     h->reqs = r;
     h->stats.requests++;
     h->stats.in_flight++;
+    if (e == BT_E_NOT_SENT)
+        cut_later(r); /* answered from the loop, as every answer is */
     return BT_OK;
+}
+
+void bt_http_set_gate(bt_http_t *h, int (*may_send)(void *arg), void *arg)
+{
+    h->gate = may_send;
+    h->gate_arg = arg;
+}
+
+/* Every body byte handed to the kernel (and so the headers before them):
+ * they leave whatever we do now. */
+static int wholly_sent(req_t *r)
+{
+    long head = 0;
+    curl_off_t body = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &head);
+    curl_easy_getinfo(r->easy, CURLINFO_SIZE_UPLOAD_T, &body);
+    return head > 0 && body >= (curl_off_t)r->o.body_len;
+}
+
+static void unqueue(req_t *r)
+{
+    host_t *ho = &r->h->hosts[r->host];
+    req_t **p = &ho->wait_head, *prev = NULL;
+    while (*p && *p != r) {
+        prev = *p;
+        p = &(*p)->wnext;
+    }
+    if (*p) {
+        *p = r->wnext;
+        if (ho->wait_tail == r)
+            ho->wait_tail = prev;
+    }
+    r->waiting = 0;
+}
+
+size_t bt_http_gate_closed(bt_http_t *h, int sent_too)
+{
+    size_t n = 0;
+    if (!h)
+        return 0;
+    for (req_t *r = h->reqs; r; r = r->next) {
+        if (!r->o.side_effect || r->cut)
+            continue;
+        if (r->easy) {
+            int sent = wholly_sent(r);
+            if (sent && !sent_too)
+                continue; /* on its way: its answer is what we wait for */
+            r->maybe_performed |= sent;
+            release_easy(r); /* closes the connection: half a request is none */
+        } else if (r->waiting) {
+            unqueue(r);
+        } else {
+            ev_timer_stop(h->loop, &r->backoff);
+        }
+        h->stats.cut_off++;
+        n++;
+        cut_later(r);
+    }
+    return n;
 }
 
 bt_err_t bt_http_new(struct ev_loop *loop, const bt_http_opts_t *opts, bt_http_t **out)
@@ -620,6 +807,7 @@ bt_err_t bt_http_new(struct ev_loop *loop, const bt_http_opts_t *opts, bt_http_t
         goto err_free;
     h->per_host = o.max_connections ? o.max_connections : 8;
     ev_timer_init(&h->timer, on_timer, 0., 0.);
+    ev_timer_init(&h->later, on_later, 0., 0.);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -647,6 +835,8 @@ void bt_http_free(bt_http_t *h)
     h->closing = 1; /* callbacks below may not queue new requests */
     for (size_t i = 0; i < h->nhosts; i++)
         h->hosts[i].wait_head = h->hosts[i].wait_tail = NULL; /* all answered below */
+    ev_timer_stop(h->loop, &h->later);
+    h->cut = NULL; /* they are in h->reqs too */
     while (h->reqs) {
         req_t *r = h->reqs;
         if (r->easy)

@@ -23,6 +23,7 @@ static const struct {
     [BT_E_ZK] = {"zk", "ZooKeeper error"},
     [BT_E_HTTP] = {"http", "HTTP error"},
     [BT_E_PARSE] = {"parse", "parse error"},
+    [BT_E_NOT_SENT] = {"not_sent", "not sent: this node may not act now"},
 };
 
 const char *bt_strerror(bt_err_t err)

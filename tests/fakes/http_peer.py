@@ -16,6 +16,9 @@ a sequence per token and later ask how many requests arrived:
   /big?size=N                  200 with N bytes
   /echo                        200 with JSON {method, path, headers, body}
   /count?of=T                  how many requests token T has seen
+  /stall?t=T&ms=N              reads the headers, never the body: the client's
+                               writes stop once the buffers are full; closes
+                               after N ms (default 3000)
 
 Usage: http_peer.py [--port N]   prints "listening PORT" once ready.
 """
@@ -50,6 +53,12 @@ class Handler(BaseHTTPRequestHandler):
     def serve(self):
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if url.path == "/stall":
+            with LOCK:
+                COUNTS[q.get("t")] = COUNTS.get(q.get("t"), 0) + 1
+            time.sleep(int(q.get("ms", "3000")) / 1000.0)
+            self.close_connection = True
+            return None
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         token = q.get("t")

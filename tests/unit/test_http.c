@@ -39,6 +39,7 @@ typedef struct got {
     int64_t at_ms;
     char body[4096];
     char error[256];
+    int unsent;
 } got_t;
 
 /* ------------------------------------------------------------ the peer */
@@ -121,6 +122,7 @@ static void on_done(bt_err_t err, const bt_http_response_t *res, void *arg)
     g->status = res->status;
     g->attempts = res->attempts;
     g->retry_after_ms = res->retry_after_ms;
+    g->unsent = res->unsent;
     g->at_ms = bt_mono_ms();
     snprintf(g->body, sizeof g->body, "%.*s", (int)res->body_len, res->body);
     snprintf(g->error, sizeof g->error, "%s", res->error ? res->error : "");
@@ -549,6 +551,169 @@ static void free_cancels_what_is_pending(void **state)
     assert_int_equal(bt_http_new(fx->loop, NULL, &fx->http), BT_OK);
 }
 
+
+/* ------------------------------------------------------------ the gate */
+
+static int gate_open;
+static int gate_asked;
+static int gate(void *arg)
+{
+    (void)arg;
+    gate_asked++;
+    return gate_open;
+}
+
+static void gate_refuses_side_effects_only(void **state)
+{
+    fixture_t *fx = *state;
+    got_t se = {0}, rd = {0};
+    gate_open = 0;
+    bt_http_set_gate(fx->http, gate, NULL);
+    bt_http_request_t create = {.method = "POST", .url = url("/seq?t=g1&codes=200"),
+                                .body = "{}", .body_len = 2, .side_effect = 1};
+    bt_http_request_t read = {.method = "GET", .url = url("/seq?t=g2&codes=200"),
+                              .idempotent = 1};
+    call(fx, &create, &se);
+    call(fx, &read, &rd);
+    assert_int_equal(se.err, BT_E_NOT_SENT);
+    assert_int_equal(se.attempts, 0);
+    assert_true(se.unsent);
+    assert_int_equal(rd.err, BT_OK);
+    assert_int_equal(rd.status, 200);
+    gate_open = 1;
+    assert_int_equal(peer_count(fx, "g1"), 0);
+    bt_http_stats_t st;
+    bt_http_get_stats(fx->http, &st);
+    assert_int_equal(st.not_sent, 1);
+}
+
+/* A throttled create is retried only while the gate is open: here it
+ * closes during the backoff, and the retry never leaves. */
+static void gate_closing_stops_a_retry(void **state)
+{
+    fixture_t *fx = *state;
+    got_t g = {0};
+    gate_open = 1;
+    bt_http_set_gate(fx->http, gate, NULL);
+    bt_http_request_t req = {.method = "POST", .url = url("/seq?t=g3&codes=429,200&ra=1"),
+                             .body = "{}", .body_len = 2, .side_effect = 1,
+                             .backoff_base_ms = 10};
+    send_req(fx, &req, &g);
+    wait_n(fx, &gate_asked, gate_asked + 1, 10); /* the first attempt went */
+    idle_for(fx, 0.3);
+    gate_open = 0; /* closes during the 1 s Retry-After */
+    wait_n(fx, &g.n, 1, 10);
+    assert_int_equal(g.err, BT_E_NOT_SENT);
+    assert_true(g.unsent);  /* a 429 did nothing, the retry was never sent */
+    gate_open = 1;
+    assert_int_equal(peer_count(fx, "g3"), 1);
+}
+
+/* After a 5xx a create may have happened: a refused retry is "unknown". */
+static void refused_retry_after_5xx_is_unknown(void **state)
+{
+    fixture_t *fx = *state;
+    got_t g = {0};
+    gate_open = 1;
+    bt_http_set_gate(fx->http, gate, NULL);
+    bt_http_request_t req = {.method = "POST", .url = url("/seq?t=g4&codes=503,200&ra=1"),
+                             .body = "{}", .body_len = 2, .side_effect = 1, .idempotent = 1,
+                             .backoff_base_ms = 10};
+    send_req(fx, &req, &g);
+    idle_for(fx, 0.3);
+    gate_open = 0;
+    wait_n(fx, &g.n, 1, 10);
+    assert_int_not_equal(g.err, BT_E_NOT_SENT);
+    assert_false(g.unsent);
+    gate_open = 1;
+}
+
+/* bt_http_gate_closed: a create waiting for a connection is answered "not
+ * sent" at once; a read waiting behind it goes on. */
+static void gate_closed_cuts_queued_side_effects(void **state)
+{
+    fixture_t *fx = *state;
+    got_t slow = {0}, create = {0}, read = {0};
+    bt_http_free(fx->http);
+    assert_int_equal(bt_http_new(fx->loop, &(bt_http_opts_t){.max_connections = 1}, &fx->http),
+                     BT_OK);
+    gate_open = 1;
+    bt_http_set_gate(fx->http, gate, NULL);
+    /* url() keeps two at a time: send each as it is made */
+    bt_http_request_t r1 = {.method = "GET", .url = url("/slow?ms=700"), .idempotent = 1};
+    send_req(fx, &r1, &slow);
+    bt_http_request_t r2 = {.method = "POST", .url = url("/seq?t=g5&codes=200"), .body = "{}",
+                            .body_len = 2, .side_effect = 1};
+    send_req(fx, &r2, &create);
+    bt_http_request_t r3 = {.method = "GET", .url = url("/seq?t=g6&codes=200"), .idempotent = 1};
+    send_req(fx, &r3, &read);
+    idle_for(fx, 0.1);
+    gate_open = 0;
+    assert_int_equal(bt_http_gate_closed(fx->http, 0), 1);
+    assert_int_equal(create.n, 0); /* from the loop, not from inside */
+    wait_n(fx, &create.n, 1, 5);
+    assert_int_equal(create.err, BT_E_NOT_SENT);
+    assert_true(create.unsent);
+    assert_int_equal(slow.n, 0); /* still on its way */
+    wait_n(fx, &read.n, 1, 10);
+    assert_int_equal(read.status, 200);
+    assert_int_equal(slow.status, 200);
+    gate_open = 1;
+    assert_int_equal(peer_count(fx, "g5"), 0);
+}
+
+/* A create whose body is only partly written (the peer stopped reading)
+ * is cut off: half a request is none. One wholly sent is left alone unless
+ * told (the end of a drain), and is then of unknown outcome. */
+static void gate_closed_cuts_half_written_requests(void **state)
+{
+    fixture_t *fx = *state;
+    got_t half = {0}, whole = {0};
+    size_t big = 32u << 20; /* more than both sides' socket buffers hold */
+    char *body = malloc(big);
+    assert_non_null(body);
+    memset(body, 'x', big);
+    gate_open = 1;
+    bt_http_set_gate(fx->http, gate, NULL);
+    bt_http_request_t r1 = {.method = "POST", .url = url("/stall?t=g7&ms=4000"), .body = body,
+                            .body_len = big, .side_effect = 1, .timeout_ms = 10000};
+    bt_http_request_t r2 = {.method = "POST", .url = url("/slow?ms=1500"), .body = "{}",
+                            .body_len = 2, .side_effect = 1};
+    send_req(fx, &r1, &half);
+    send_req(fx, &r2, &whole);
+    free(body);
+    idle_for(fx, 0.8);
+    gate_open = 0;
+    assert_int_equal(bt_http_gate_closed(fx->http, 0), 1); /* the half-written one only */
+    wait_n(fx, &half.n, 1, 5);
+    assert_int_equal(half.err, BT_E_NOT_SENT);
+    assert_true(half.unsent);
+    assert_int_equal(whole.n, 0);
+    assert_int_equal(bt_http_gate_closed(fx->http, 1), 1);
+    wait_n(fx, &whole.n, 1, 5);
+    assert_int_equal(whole.err, BT_E_CANCELLED);
+    assert_false(whole.unsent);
+    gate_open = 1;
+}
+
+/* A side effect's attempt is never shortened to what is left of the budget
+ * (a read's is): it is answered, not left unknown. */
+static void side_effects_get_their_whole_timeout(void **state)
+{
+    fixture_t *fx = *state;
+    got_t se = {0}, rd = {0};
+    bt_http_request_t create = {.method = "POST", .url = url("/slow?ms=600"), .body = "{}",
+                                .body_len = 2, .side_effect = 1, .timeout_ms = 5000,
+                                .retry_budget_ms = 200, .max_attempts = 1};
+    bt_http_request_t read = {.method = "GET", .url = url("/slow?ms=600"), .idempotent = 1,
+                              .timeout_ms = 5000, .retry_budget_ms = 200, .max_attempts = 1};
+    call(fx, &create, &se);
+    call(fx, &read, &rd);
+    assert_int_equal(se.err, BT_OK);
+    assert_int_equal(se.status, 200);
+    assert_int_equal(rd.err, BT_E_TIMEOUT);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -569,6 +734,12 @@ int main(void)
         T(free_cancels_what_is_pending),
         T(queued_attempts_time_from_their_turn),
         T(budget_spent_in_the_queue_is_never_sent),
+        T(gate_refuses_side_effects_only),
+        T(gate_closing_stops_a_retry),
+        T(refused_retry_after_5xx_is_unknown),
+        T(gate_closed_cuts_queued_side_effects),
+        T(gate_closed_cuts_half_written_requests),
+        T(side_effects_get_their_whole_timeout),
     };
 #undef T
     return cmocka_run_group_tests(tests, start_peer, stop_peer);
