@@ -67,12 +67,53 @@ Test controls (no signature):
                   hands out a new one, as when temporary keys run out
   GET    /_stats  {"RunJobFlow": clusters created, "AddJobFlowSteps": steps
                   added, "TerminateJobFlows", "CancelSteps", "calls": {op: n},
-                  "auth_failures": {type: n}, "faults_fired", "imds": {...}}
+                  "auth_failures": {type: n}, "faults_fired", "imds": {...},
+                  "truncated_requests": requests discarded, below}
   GET    /_last   the last request body of each operation
   GET    /_clusters  every cluster with its tags and steps
+  GET    /_config, POST /_config   the timing knobs, below
+  GET    /_effects[?dups=1]        the effect log, below
+
+Timing (all off by default; the common rules are in fake_timing.py):
+  effect_delay_ms {OP: [MIN, MAX]}, OP the X-Amz-Target operation
+                  (RunJobFlow, AddJobFlowSteps, DescribeCluster, DescribeStep,
+                  ListClusters, ListSteps, TerminateJobFlows, CancelSteps) or
+                  "*". A signed, well-formed request of OP waits MIN..MAX ms,
+                  then takes effect (the cluster or steps are created under
+                  the state lock), then is answered. Auth failures, bad JSON,
+                  faults that do no work (status, throttle, drop, garbage,
+                  body) and what RunJobFlow / AddJobFlowSteps can tell wrong
+                  from the request alone (the ValidationExceptions above) are
+                  answered at once, with no effect; whether the cluster exists
+                  and takes steps is decided at the effect. Other operations
+                  are answered MIN..MAX ms later. A client that hung up during
+                  the wait does not stop the effect (as with AWS): it is
+                  logged with client_gone.
+  list_lag_ms N   a cluster shows in ListClusters, a step in ListSteps, only
+                  N ms after its effect; DescribeCluster / DescribeStep see it
+                  at once
+  body_timeout_ms N   give up on a body not complete within N ms
+  CLI: --effect-delay OP=MIN-MAX (repeatable, OP may be *), --list-lag-ms N,
+  --body-timeout-ms N
+
+Effect log (GET /_effects): one entry per cluster RunJobFlow created (op
+"RunJobFlow", id the cluster id, name its Name, key the value of its tag
+"baton:run-key", or without that tag the text inside the "[...]" that ends
+its Name, else null) and per step AddJobFlowSteps added (op
+"AddJobFlowSteps", id the step id, name its Name, key the text inside the
+"[...]" that ends the Name, else null; with no delay configured the steps
+before a bad one in the same request are added, and logged, even though the
+request is answered 400); state is the cluster's or the step's state now.
+Terminations and cancellations are not in it (see /_stats).
+
+A request whose body is shorter than its Content-Length (the client closed
+mid-body) is discarded: no effect, no answer, the connection closed, counted
+as truncated_requests.
 
 Usage: emr_fake.py --port N --access-key AK --secret-key SK
                    [--session-token T] [--imds-port M] [--region R]
+                   [--effect-delay OP=MIN-MAX ...] [--list-lag-ms N]
+                   [--body-timeout-ms N]
 prints "listening PORT" once ready, then "imds PORT" with --imds-port.
 """
 import argparse
@@ -86,7 +127,9 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import fake_timing
 
 SERVICE = "elasticmapreduce"
 PAGE = 50
@@ -317,7 +360,8 @@ def name_ok(v, field):
 
 # ---------------------------------------------------------------- operations
 
-def op_run_job_flow(st, req, now):
+def check_run_job_flow(req):
+    """Everything RunJobFlow checks in the request alone; its Instances."""
     name_ok(req.get("Name"), "name")
     inst = req.get("Instances")
     need(isinstance(inst, dict), "1 validation error detected: Value null at 'instances' failed "
@@ -356,16 +400,50 @@ def op_run_job_flow(st, req, now):
         idle = policy.get("IdleTimeout") if isinstance(policy, dict) else None
         need(isinstance(idle, int) and 60 <= idle <= 604800,
              "The idle timeout must be between 60 seconds and 7 days.")
-    tagmap = {t["Key"]: t.get("Value", "") for t in tags}
+    return inst
+
+
+def op_run_job_flow(st, req, now):
+    inst = check_run_job_flow(req)
+    tagmap = {t["Key"]: t.get("Value", "") for t in req.get("Tags") or []}
     cid = st.new_id("j")
     boot = tagmap.get("fake:boot_s")
     st.clusters[cid] = {
         "Id": cid, "Name": req["Name"], "created": now, "terminate_at": None,
         "boot_s": float(boot) if boot else st.boot_s, "fate": tagmap.get("fake:fate", ""),
-        "tags": tags, "request": req, "steps": [],
+        "tags": req.get("Tags") or [], "request": req, "steps": [],
         "keep_alive": bool(inst.get("KeepJobFlowAliveWhenNoSteps"))}
     st.stats["RunJobFlow"] += 1
     return {"JobFlowId": cid, "ClusterArn": "arn:aws:elasticmapreduce:fake:000000000000:cluster/" + cid}
+
+
+def check_step(i, s):
+    """Steps[i] of AddJobFlowSteps: (ActionOnFailure, HadoopJarStep, Args)."""
+    need(isinstance(s, dict), "Steps must be objects")
+    name_ok(s.get("Name"), "steps.%d.member.name" % (i + 1))
+    aof = s.get("ActionOnFailure", "TERMINATE_CLUSTER")
+    need(aof in ACTIONS, "1 validation error detected: Value '%s' at 'steps.%d.member."
+                         "actionOnFailure' failed to satisfy constraint: Member must satisfy "
+                         "enum value set: [%s]" % (aof, i + 1, ", ".join(ACTIONS)))
+    jar = s.get("HadoopJarStep")
+    need(isinstance(jar, dict) and isinstance(jar.get("Jar"), str) and jar["Jar"],
+         "1 validation error detected: Value null at 'steps.%d.member.hadoopJarStep.jar' "
+         "failed to satisfy constraint: Member must not be null" % (i + 1))
+    args = jar.get("Args") or []
+    need(isinstance(args, list) and all(isinstance(a, str) for a in args),
+         "Args must be a list of strings")
+    return aof, jar, args
+
+
+def check_add_steps(req):
+    """What AddJobFlowSteps checks in the request alone (the cluster's
+    existence and state are checked when it takes effect)."""
+    need(isinstance(req.get("JobFlowId"), str), "1 validation error detected: Value null at "
+         "'jobFlowId' failed to satisfy constraint: Member must not be null")
+    steps = req.get("Steps")
+    need(isinstance(steps, list) and steps, "Steps must be a non-empty list")
+    for i, s in enumerate(steps):
+        check_step(i, s)
 
 
 def op_add_steps(st, req, now):
@@ -381,19 +459,7 @@ def op_add_steps(st, req, now):
     need(isinstance(steps, list) and steps, "Steps must be a non-empty list")
     ids = []
     for i, s in enumerate(steps):
-        need(isinstance(s, dict), "Steps must be objects")
-        name_ok(s.get("Name"), "steps.%d.member.name" % (i + 1))
-        aof = s.get("ActionOnFailure", "TERMINATE_CLUSTER")
-        need(aof in ACTIONS, "1 validation error detected: Value '%s' at 'steps.%d.member."
-                             "actionOnFailure' failed to satisfy constraint: Member must satisfy "
-                             "enum value set: [%s]" % (aof, i + 1, ", ".join(ACTIONS)))
-        jar = s.get("HadoopJarStep")
-        need(isinstance(jar, dict) and isinstance(jar.get("Jar"), str) and jar["Jar"],
-             "1 validation error detected: Value null at 'steps.%d.member.hadoopJarStep.jar' "
-             "failed to satisfy constraint: Member must not be null" % (i + 1))
-        args = jar.get("Args") or []
-        need(isinstance(args, list) and all(isinstance(a, str) for a in args),
-             "Args must be a list of strings")
+        aof, jar, args = check_step(i, s)
         sleep = [a.split("=", 1)[1] for a in args if a.startswith("fake:sleep=")]
         sid = st.new_id("s")
         c["steps"].append({"Id": sid, "Name": s["Name"], "ActionOnFailure": aof,
@@ -451,6 +517,8 @@ def op_list_clusters(st, req, now):
             continue
         if before is not None and c["created"] > before:
             continue
+        if c.get("listed_at", 0) > now:   # list_lag_ms
+            continue
         rows.append({"Id": c["Id"], "Name": c["Name"], "Status": status,
                      "NormalizedInstanceHours": 0,
                      "ClusterArn": "arn:aws:elasticmapreduce:fake:000000000000:cluster/" + c["Id"]})
@@ -464,7 +532,8 @@ def op_list_clusters(st, req, now):
 def op_list_steps(st, req, now):
     c = st.cluster(req.get("ClusterId"))
     states, ids = req.get("StepStates"), req.get("StepIds")
-    rows = [st.step_view(c, s, now) for s in reversed(c["steps"])]   # newest first
+    rows = [st.step_view(c, s, now) for s in reversed(c["steps"])   # newest first
+            if s.get("listed_at", 0) <= now]                            # list_lag_ms
     rows = [r for r in rows if (not states or r["Status"]["State"] in states)
             and (not ids or r["Id"] in ids)]
     p = page(rows, req.get("Marker"))
@@ -511,6 +580,8 @@ def op_cancel_steps(st, req, now):
     return {"CancelStepsInfoList": out}
 
 
+PRECHECK = {"RunJobFlow": check_run_job_flow, "AddJobFlowSteps": check_add_steps}
+RUN_KEY_TAG = "baton:run-key"
 OPS = {"RunJobFlow": op_run_job_flow, "AddJobFlowSteps": op_add_steps,
        "DescribeCluster": op_describe_cluster, "DescribeStep": op_describe_step,
        "ListClusters": op_list_clusters, "ListSteps": op_list_steps,
@@ -519,7 +590,7 @@ OPS = {"RunJobFlow": op_run_job_flow, "AddJobFlowSteps": op_add_steps,
 
 # ---------------------------------------------------------------- HTTP
 
-class Base(BaseHTTPRequestHandler):
+class Base(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state = None
     args = None
@@ -541,8 +612,8 @@ class Base(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        """The body; None when the client cut it short (then discarded)."""
+        return self.read_body_checked()
 
     def drop(self):
         self.close_connection = True
@@ -555,7 +626,13 @@ class Base(BaseHTTPRequestHandler):
 class EmrHandler(Base):
     def do_GET(self):
         st = self.state
+        u = urlsplit(self.path)
+        if u.path == "/_config":
+            return self.reply(200, self.timing.snapshot(), "application/json")
         with st.lock:
+            if u.path == "/_effects":
+                return self.reply(200, self.timing.effects.view(
+                    fake_timing.want_dups(parse_qs(u.query))), "application/json")
             if self.path == "/_stats":
                 return self.reply(200, st.stats, "application/json")
             if self.path == "/_last":
@@ -568,7 +645,8 @@ class EmrHandler(Base):
         self.reply(404, {"__type": "UnknownOperationException"})
 
     def do_DELETE(self):
-        self.read_body()
+        if self.read_body() is None:
+            return None
         if self.path == "/_fault":
             with self.state.lock:
                 self.state.faults = []
@@ -588,6 +666,14 @@ class EmrHandler(Base):
     def do_POST(self):
         st, a = self.state, self.args
         raw = self.read_body()
+        if raw is None:   # cut short: discarded
+            return None
+        if self.path == "/_config":
+            try:
+                doc = json.loads(raw.decode() or "{}")
+                return self.reply(200, self.timing.merge(doc), "application/json")
+            except ValueError as e:   # bad JSON, or fake_timing.ConfigError
+                return self.reply(400, {"error": str(e)}, "application/json")
         if self.path == "/_fault":
             with st.lock:
                 st.faults.append(json.loads(raw.decode()))
@@ -636,19 +722,54 @@ class EmrHandler(Base):
                 raise ValueError
         except ValueError:
             return self.reply(400, {"__type": "SerializationException", "Message": "Start of structure or map found where not expected."})
+        if self.has_delay(op):
+            # what the request alone shows wrong is answered at once, with
+            # no effect; then the effect delay, then the effect
+            try:
+                if op in PRECHECK:
+                    PRECHECK[op](req)
+            except ApiError as e:
+                return self.reply(e.status, {"__type": e.type, "message": e.message})
+            self.effect_delay(op)
         with st.lock:
             st.last[op] = req
+            seq = st.seq
             try:
-                out, code = OPS[op](st, req, time.time()), 200
+                now = time.time()
+                out, code = OPS[op](st, req, now), 200
+                self.took_effect(op, req, out, now)
             except ApiError as e:
                 out, code = {"__type": e.type, "message": e.message}, e.status
                 if e.type == "InvalidRequestException":
                     out = {"__type": e.type, "ErrorCode": e.code, "Message": e.message}
+                if op == "AddJobFlowSteps" and st.seq != seq:
+                    # the steps before a bad one were added all the same
+                    self.took_effect(op, req, {"StepIds": [
+                        "s-FAKE%09d" % i for i in range(seq + 1, st.seq + 1)]}, now)
         if mode == "lost":
             return self.drop()
         if mode == "slow":
             time.sleep(fault.get("delay_ms", 1000) / 1000.0)
-        self.reply(code, out)
+        self.answer(self.reply, code, out)
+
+    def took_effect(self, op, req, out, now):
+        """The effect log and list_lag_ms for what op just created (with the
+        lock held)."""
+        st, lag = self.state, self.timing.lag_s()
+        if op == "RunJobFlow":
+            c = st.clusters[out["JobFlowId"]]
+            c["listed_at"] = now + lag
+            tag = [t.get("Value", "") for t in c["tags"] if t.get("Key") == RUN_KEY_TAG]
+            key = tag[-1] if tag else fake_timing.bracket_key(c["Name"])
+            self.log_effect(op, key, c["Id"], c["Name"],
+                            lambda: st.cluster_state(c, time.time())[0])
+        elif op == "AddJobFlowSteps":
+            c = st.clusters[req["JobFlowId"]]
+            for sid in out["StepIds"]:
+                s = next(x for x in c["steps"] if x["Id"] == sid)
+                s["listed_at"] = now + lag
+                self.log_effect(op, fake_timing.bracket_key(s["Name"]), sid, s["Name"],
+                                lambda s=s: st.step_state(c, s, time.time())[0])
 
 
 class ImdsHandler(Base):
@@ -664,7 +785,8 @@ class ImdsHandler(Base):
         return False
 
     def do_PUT(self):
-        self.read_body()
+        if self.read_body() is None:
+            return None
         ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
         if self.path != "/latest/api/token":
             return self.reply(404, "", "text/plain")
@@ -709,11 +831,14 @@ def main():
     p.add_argument("--step-s", type=float, default=0.5)
     p.add_argument("--imds-expiry-s", type=float, default=21600)
     p.add_argument("--verbose", action="store_true")
+    fake_timing.add_arguments(p)
     a = p.parse_args()
     st = State(a.boot_s, a.step_s)
     st.session_token = a.session_token
+    timing = fake_timing.Timing.from_args(a)
+    timing.bind(st.stats, st.lock)
     for h in (EmrHandler, ImdsHandler):
-        h.state, h.args = st, a
+        h.state, h.args, h.timing = st, a, timing
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), EmrHandler)
     imds = None

@@ -87,12 +87,52 @@ Test controls (no auth):
   GET    /_stats  counters: jobs_created (every job stored, resolved or
                   not), jobs_unresolved (answered 412), job_posts, kills,
                   kill_requests, clusters_created, cluster_posts,
-                  cluster_patches, faults_fired, requests {"METHOD /path": n}
+                  cluster_patches, faults_fired, requests {"METHOD /path": n},
+                  truncated_requests (requests discarded, below)
   GET    /_jobs   by id: status, request, killed, cluster_id and
                   cluster_name (null when unresolved), status_msg
   GET    /_clusters   every cluster, by id
+  GET    /_config, POST /_config   the timing knobs, below
+  GET    /_effects[?dups=1]        the effect log, below
+
+Timing (all off by default; the common rules are in fake_timing.py):
+  effect_delay_ms {OP: [MIN, MAX]}. A request is known by two names, the
+                  first one configured (else "*") applies: its path with ids
+                  as {id}, as /_stats counts it ("POST /api/v3/jobs", "GET
+                  /api/v3/jobs/{id}/status"), then "METHOD /collection[/sub]":
+                    POST|GET|DELETE /jobs, GET /jobs/status, GET /jobs/cluster,
+                    GET /jobs/output, POST|GET|PATCH /clusters
+                  ("GET /jobs" is the get by id; "GET /clusters" the search
+                  and the get by id). POST /api/v3/jobs and POST
+                  /api/v3/clusters: auth, Content-Type and body errors (415,
+                  400) are answered at once; otherwise the request waits
+                  MIN..MAX ms, then takes effect (stored, resolved; or a 409
+                  when the id is taken by then), then is answered, even when
+                  the client hung up meanwhile (logged with client_gone). Other
+                  requests wait MIN..MAX ms once auth passed, then are served.
+                  Faults that do no work (drop, status, garbage, body) answer
+                  at once; slow and lost wait the delay, then their own.
+  list_lag_ms N   a cluster shows in the GET /api/v3/clusters search only N
+                  ms after its effect; GET /api/v3/clusters/{id} sees it at
+                  once
+  body_timeout_ms N   give up on a body not complete within N ms
+  CLI: --effect-delay OP=MIN-MAX (repeatable; OP may be *, quote spaces:
+  --effect-delay 'POST /jobs=200-400'), --list-lag-ms N, --body-timeout-ms N
+
+Effect log (GET /_effects): one entry per job stored (op "POST /jobs",
+including one answered 412 since Genie stores it first) and per cluster
+registered (op "POST /clusters"): id the job's or cluster's id, name its
+name, key the value of its tag "baton.run_key:<key>" (null without one),
+state the job's status (INIT, RUNNING, ...) or the cluster's (UP, ...) now.
+Kills (DELETE) and PATCHes are not in it (see /_stats).
+
+A request whose body is shorter than its Content-Length (the client closed
+mid-body) is discarded: no effect, no answer, the connection closed, counted
+as truncated_requests.
 
 Usage: genie_fake.py [--port N] [--auth basic:U:P] [--token T]
+                     [--effect-delay OP=MIN-MAX ...] [--list-lag-ms N]
+                     [--body-timeout-ms N]
 prints "listening PORT" once ready. It starts with no clusters: register
 them (POST /api/v3/clusters) before submitting jobs, as on a real Genie.
 """
@@ -108,6 +148,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import fake_timing
+
 ACTIVE = ("INIT", "RUNNING")
 CLUSTER_STATUSES = ("UP", "OUT_OF_SERVICE", "TERMINATED")
 
@@ -117,6 +159,7 @@ class State:
         self.lock = threading.Lock()
         self.jobs = {}
         self.clusters = {}
+        self.listed_at = {}   # cluster id -> when the search shows it (list_lag_ms)
         self.faults = []
         self.stats = {"jobs_created": 0, "jobs_unresolved": 0, "job_posts": 0, "kills": 0,
                       "kill_requests": 0,
@@ -180,15 +223,33 @@ def job_files(j):
     return {"stdout": out.encode(), "stderr": err.encode()}
 
 
+def op_keys(method, path):
+    """The names effect_delay_ms knows a request by, most specific first:
+    the path with its ids as {id}, as /_stats counts requests ("GET
+    /api/v3/jobs/{id}/status"), then "METHOD /collection[/sub]" ("GET
+    /jobs/status")."""
+    full = "%s %s" % (method, re.sub(r"/api/v3/(jobs|clusters)/[^/]+", r"/api/v3/\1/{id}", path))
+    m = re.fullmatch(r"/api/v3/(jobs|clusters)(?:/[^/]+(?:/([^/]+).*)?)?/?", path)
+    if not m:
+        return (full,)
+    return (full, "%s /%s%s" % (method, m.group(1), "/" + m.group(2) if m.group(2) else ""))
+
+
+RUN_KEY_TAG = "baton.run_key"
+CREATES = ("POST /api/v3/jobs", "POST /api/v3/clusters")
+
+
 def like(pattern, s):
     rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
     return re.fullmatch(rx, s) is not None
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     state = None
     auth = None     # the exact Authorization header wanted, or None
+    raw_body = b""  # the request's body, read before anything else
+    keys = ()       # op_keys of the request
 
     def log_message(self, fmt, *args):
         pass
@@ -222,10 +283,8 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(code, self.error_body(code, message))
 
     def body_json(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
         try:
-            return json.loads(raw.decode())
+            return json.loads(self.raw_body.decode())
         except Exception:
             return None
 
@@ -234,11 +293,14 @@ class Handler(BaseHTTPRequestHandler):
         u = urlsplit(self.path)
         path, q = u.path, parse_qs(u.query)
         st = self.state
+        self.raw_body = self.read_body_checked()
+        if self.raw_body is None:   # cut short: discarded
+            return
         with st.lock:
             key = "%s %s" % (method, re.sub(r"/api/v3/(jobs|clusters)/[^/]+", r"/api/v3/\1/{id}", path))
             st.stats["requests"][key] = st.stats["requests"].get(key, 0) + 1
         if path.startswith("/_"):
-            return self.control(method, path)
+            return self.control(method, path, q)
         fault = self.take_fault(method, path)
         if fault and fault.get("mode") == "drop":
             self.body_json()
@@ -261,6 +323,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(401, "Full authentication is required to access this resource")
         self.delay = fault.get("delay_ms", 0) / 1000.0 if fault and fault.get("mode") == "slow" else 0
         self.lost = bool(fault and fault.get("mode") == "lost")
+        self.keys = op_keys(method, path)
+        if self.keys[0] not in CREATES:
+            self.effect_delay(*self.keys)   # creates wait after their validation
         m = re.fullmatch(r"/api/v3/jobs(?:/([^/]+)(/status|/cluster|/output/(stdout|stderr))?)?",
                          path)
         if m:
@@ -313,10 +378,20 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        self.reply(*args, **kw)
+        self.answer(self.reply, *args, **kw)
 
-    def control(self, method, path):
+    def control(self, method, path, q=None):
         st = self.state
+        if path == "/_config" and method == "GET":
+            return self.reply(200, self.timing.snapshot())
+        if path == "/_config" and method == "POST":
+            try:
+                return self.reply(200, self.timing.merge(json.loads(self.raw_body or b"{}")))
+            except ValueError as e:   # bad JSON, or fake_timing.ConfigError
+                return self.reply(400, {"error": str(e)})
+        if path == "/_effects" and method == "GET":
+            with st.lock:
+                return self.reply(200, self.timing.effects.view(fake_timing.want_dups(q or {})))
         if path == "/_fault" and method == "POST":
             f = self.body_json()
             if not isinstance(f, dict):
@@ -391,6 +466,7 @@ class Handler(BaseHTTPRequestHandler):
             bad = self.validate_job(r)
             if bad:
                 return self.error(400, bad)
+            self.effect_delay(*self.keys)
             jid = r.get("id") or str(uuid.uuid4())
             tags = r.get("tags") or []
             with st.lock:
@@ -408,6 +484,8 @@ class Handler(BaseHTTPRequestHandler):
                         "fate": fate if fate in FATES else "SUCCEEDED",
                         "cluster_id": None, "cluster_name": None, "status_msg": None}
                     st.stats["jobs_created"] += 1
+                    self.log_effect("POST /jobs", tag_value(tags, RUN_KEY_TAG, None), jid,
+                                    r["name"], lambda j=j: st.job_status(j))
                     cluster = resolve_cluster(st.clusters, r["clusterCriterias"])
                     if cluster is None:
                         j["status"], j["status_msg"] = "FAILED", NO_CLUSTER
@@ -504,6 +582,7 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(c.get("tags", []), list) or \
                     not all(isinstance(t, str) for t in c.get("tags") or []):
                 return self.error(400, "tags: a list of strings")
+            self.effect_delay(*self.keys)
             cid = c.get("id") or str(uuid.uuid4())
             with st.lock:
                 dup = cid in st.clusters
@@ -513,6 +592,11 @@ class Handler(BaseHTTPRequestHandler):
                                             tags=final_tags(list(c.get("tags") or []), cid,
                                                             c["name"]))
                     st.stats["clusters_created"] += 1
+                    if self.timing is not None:
+                        st.listed_at[cid] = time.time() + self.timing.lag_s()
+                    self.log_effect("POST /clusters", tag_value(c.get("tags") or [], RUN_KEY_TAG,
+                                                                None),
+                                    cid, c["name"], lambda: st.clusters[cid]["status"])
             if dup:
                 return self.slow_reply(409, self.error_body(409, "A cluster with id %s already exists" % cid))
             loc = "http://%s/api/v3/clusters/%s" % (self.headers.get("Host", "localhost"), cid)
@@ -524,8 +608,10 @@ class Handler(BaseHTTPRequestHandler):
             tags = set(q.get("tag", []))
             size = int(q.get("size", ["64"])[0])
             with st.lock:
+                now = time.time()
                 found = [c for c in sorted(st.clusters.values(), key=lambda c: -c["updated"])
-                         if (name is None or like(name, c["name"]))
+                         if st.listed_at.get(c["id"], 0) <= now   # list_lag_ms
+                         and (name is None or like(name, c["name"]))
                          and (not statuses or c["status"] in statuses)
                          and tags <= set(c["tags"])]
             page = {"size": size, "totalElements": len(found),
@@ -588,8 +674,11 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--auth", help="basic:USER:PASSWORD")
     ap.add_argument("--token", help="bearer token")
+    fake_timing.add_arguments(ap)
     a = ap.parse_args()
     Handler.state = State()
+    Handler.timing = fake_timing.Timing.from_args(a)
+    Handler.timing.bind(Handler.state.stats, Handler.state.lock)
     if a.auth:
         kind, _, cred = a.auth.partition(":")
         if kind != "basic" or ":" not in cred:

@@ -43,11 +43,60 @@ Test control (never under auth or CSRF):
   GET    /_stats                      counters: batches_created,
          sessions_created, statements_created, batch_deletes,
          session_deletes, statement_cancels, batch_bodies and
-         session_bodies (what was created), requests {"METHOD /path": n}
+         session_bodies (what was created), requests {"METHOD /path": n},
+         truncated_requests (requests discarded, below)
+  GET    /_config, POST /_config      the timing knobs, below
+  GET    /_effects[?dups=1]           the effect log, below
 
-Usage: livy_fake.py --port N [--csrf] [--auth U:P]; prints "listening PORT".
+Timing (all off by default; the common rules are in fake_timing.py):
+  effect_delay_ms {OP: [MIN, MAX]}. A request is known by two names, the
+         first one configured (else "*") applies: its path with ids as {id},
+         as /_stats counts it ("POST /sessions/{id}/statements", "GET
+         /batches/{id}", "GET /batches"), then "METHOD /collection[/sub]":
+           POST|GET /batches, GET|DELETE /batches (by id), GET /batches/state,
+           GET /batches/log; the same for /sessions; POST|GET /statements
+           (list or by id), POST /statements/cancel
+         so "GET /batches" delays the list and the gets by id, unless "GET
+         /batches/{id}" says otherwise. POST /batches, POST /sessions and
+         POST /statements: a body Livy refuses (the 400s above, but not a
+         duplicate name or a session not ready, which are decided at the
+         effect) is answered at once; otherwise the request waits MIN..MAX
+         ms, then takes effect, then is answered, even when the client hung
+         up meanwhile (logged with client_gone). Other requests are answered
+         MIN..MAX ms later.
+  list_lag_ms N   a batch (session) shows in GET /batches (/sessions), and
+         counts in its "total", only N ms after its effect; GET /batches/{id}
+         sees it at once
+  serial_creates  POST /batches and POST /sessions are processed one at a
+         time (one lock for both, held across the effect delay and the
+         effect, as Livy 0.8's session managers create them): 60 concurrent
+         POSTs take 60 x the delay
+  duplicate_names (default true) refuse a batch/session named like one Livy
+         holds (400 "Duplicate session name"); false accepts twins, so a
+         test can show that only the client prevents them
+  body_timeout_ms N   give up on a body not complete within N ms
+  CLI: --effect-delay OP=MIN-MAX (repeatable; OP may be *, quote the
+  space: --effect-delay 'POST /batches=200-400'), --list-lag-ms N,
+  --serial-creates, --allow-duplicate-names, --body-timeout-ms N
+
+Effect log (GET /_effects): one entry per batch (op "POST /batches"),
+session ("POST /sessions") and statement ("POST /statements") created. key
+and name: the batch's or session's name (null when it has none);
+statements have key and name null and id "SESSION/STATEMENT". state: the
+state now, "deleted" once DELETEd (for a statement, once its session is).
+DELETEs and statement cancels are not in it (see /_stats).
+
+A request whose body is shorter than its Content-Length (the client closed
+mid-body) is discarded: no effect, no answer, the connection closed, counted
+as truncated_requests.
+
+Usage: livy_fake.py --port N [--csrf] [--auth U:P] [--effect-delay OP=MIN-MAX ...]
+                    [--list-lag-ms N] [--serial-creates] [--allow-duplicate-names]
+                    [--body-timeout-ms N]
+prints "listening PORT".
 """
 import base64
+import contextlib
 import json
 import re
 import socket
@@ -56,6 +105,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+import fake_timing
 
 BATCH_FIELDS = {"file": str, "proxyUser": str, "className": str, "args": list, "jars": list,
                 "pyFiles": list, "files": list, "driverMemory": str, "driverCores": int,
@@ -77,6 +128,29 @@ class NotFound(Exception):
 
 def now_ms():
     return time.monotonic() * 1000.0
+
+
+PATH_RX = re.compile(r"/(batches|sessions)(?:/(\d+)(?:/(state|log|statements)"
+                     r"(?:/(\d+)(?:/(cancel))?)?)?)?/?")
+
+
+def op_keys(method, path):
+    """The names effect_delay_ms knows a request by, most specific first:
+    the path with its ids as {id} ("POST /sessions/{id}/statements", as
+    /_stats counts requests), then "METHOD /collection[/sub]" ("POST
+    /statements")."""
+    full = "%s %s" % (method, re.sub(r"/\d+", "/{id}", path.rstrip("/") or "/"))
+    m = PATH_RX.fullmatch(path)
+    if not m:
+        return (full,)
+    coll, _, sub, _, cancel = m.groups()
+    if sub == "statements":
+        short = "/statements" + ("/cancel" if cancel else "")
+    elif sub:
+        short = "/%s/%s" % (coll, sub)
+    else:
+        short = "/" + coll
+    return (full, "%s %s" % (method, short))
 
 
 def check_body(raw, fields):
@@ -122,6 +196,7 @@ class Batch:
         self.id, self.doc, self.owner = bid, doc, owner
         self.name = doc.get("name")
         self.created = now_ms()
+        self.visible_at = self.created   # in GET /batches from then (list_lag_ms)
         self.fate = knob(doc, "fake.fate", "success")
         self.starting_ms = float(knob(doc, "fake.starting_ms", 300))
         self.duration_ms = float(knob(doc, "fake.duration_ms", 1000))
@@ -187,6 +262,7 @@ class Session:
         self.id, self.doc, self.owner = sid, doc, owner
         self.name, self.kind = doc.get("name"), doc.get("kind")
         self.created = now_ms()
+        self.visible_at = self.created   # in GET /sessions from then (list_lag_ms)
         self.starting_ms = float(knob(doc, "fake.starting_ms", 500))
         self.statement_ms = float(knob(doc, "fake.statement_ms", 300))
         self.fate = knob(doc, "fake.session_fate", "idle")
@@ -211,8 +287,10 @@ class Session:
 
 
 class Livy:
-    def __init__(self):
+    def __init__(self, timing=None):
         self.lock = threading.Lock()
+        self.serial = threading.Lock()   # serial_creates: one create at a time
+        self.timing = timing
         self.batches, self.sessions = {}, {}
         self.next_batch = self.next_session = 0
         self.faults = []
@@ -230,9 +308,10 @@ class Livy:
         return None
 
     # -------------------------------------------------------- the API
-    def route(self, method, path, q, body, user):
-        m = re.fullmatch(r"/(batches|sessions)(?:/(\d+)(?:/(state|log|statements)"
-                         r"(?:/(\d+)(?:/(cancel))?)?)?)?/?", path)
+    def route(self, method, path, q, body, user, effect=None):
+        """effect(op, key, id, name, state): called (lock held) for what a
+        request creates."""
+        m = PATH_RX.fullmatch(path)
         if not m:
             raise NotFound('Requesting "%s %s" on a path Livy does not have' % (method, path))
         coll, sid, sub, stid, cancel = m.groups()
@@ -241,11 +320,12 @@ class Livy:
             if sid is None:
                 if method == "GET":
                     frm, size = int(q.get("from", 0)), int(q.get("size", 100))
-                    items = list(table.values())
+                    t = now_ms()
+                    items = [x for x in table.values() if x.visible_at <= t]
                     return 200, {"from": frm, "total": len(items),
                                  "sessions": [x.view() for x in items[frm:frm + size]]}
                 if method == "POST":
-                    return self.create(coll, body, user)
+                    return self.create(coll, body, user, effect)
                 raise NotFound("Method %s not allowed" % method)
             obj = table.get(int(sid))
             if obj is None:
@@ -268,18 +348,46 @@ class Livy:
                 return 200, {"id": obj.id, "from": frm, "total": len(obj.lines),
                              "log": obj.lines[frm:frm + size]}
             if sub == "statements" and coll == "sessions":
-                return self.statements(obj, method, stid, cancel, body)
+                return self.statements(obj, method, stid, cancel, body, effect)
         raise NotFound("Method %s not allowed on %s" % (method, path))
 
-    def create(self, coll, body, user):
+    @staticmethod
+    def check_create(coll, body):
+        """What POST /batches or /sessions checks in the body alone."""
         doc = check_body(body, BATCH_FIELDS if coll == "batches" else SESSION_FIELDS)
-        table = self.batches if coll == "batches" else self.sessions
         if coll == "batches" and not doc.get("file"):
             raise BadRequest("File is required.")
         if coll == "sessions" and doc.get("kind") not in (None,) + KINDS:
             raise BadRequest("Invalid kind: %s" % doc.get("kind"))
+        return doc
+
+    @staticmethod
+    def check_statement(body):
+        doc = check_body(body, {"code": str, "kind": str})
+        if not isinstance(doc.get("code"), str):
+            raise BadRequest("code is required")
+        if doc.get("kind") not in (None,) + KINDS:
+            raise BadRequest("Invalid kind: %s" % doc.get("kind"))
+        return doc
+
+    def precheck(self, method, path):
+        """The check_* for a request that creates something, else None."""
+        m = PATH_RX.fullmatch(path) if method == "POST" else None
+        if not m:
+            return None
+        coll, sid, sub, stid, cancel = m.groups()
+        if sid is None:
+            return lambda body: self.check_create(coll, body)
+        if sub == "statements" and coll == "sessions" and stid is None:
+            return self.check_statement
+        return None
+
+    def create(self, coll, body, user, effect=None):
+        doc = self.check_create(coll, body)
+        table = self.batches if coll == "batches" else self.sessions
         name = doc.get("name")
-        if name is not None and any(x.name == name for x in table.values()):
+        refuse = self.timing is None or self.timing.get("duplicate_names")
+        if refuse and name is not None and any(x.name == name for x in table.values()):
             raise BadRequest("Duplicate session name: Some(%s)" % name)
         if coll == "batches":
             obj = Batch(self.next_batch, doc, user)
@@ -292,24 +400,28 @@ class Livy:
             self.stats["sessions_created"] += 1
             self.stats["session_bodies"].append(doc)
         table[obj.id] = obj
+        if self.timing is not None:
+            obj.visible_at = obj.created + self.timing.lag_s() * 1000.0
+        if effect:
+            effect("POST /" + coll, name, obj.id, name,
+                   lambda: obj.state() if table.get(obj.id) is obj else "deleted")
         return 201, obj.view()
 
-    def statements(self, sess, method, stid, cancel, body):
+    def statements(self, sess, method, stid, cancel, body, effect=None):
         if stid is None and method == "GET":
             return 200, {"total_statements": len(sess.statements),
                          "statements": [s.view() for s in sess.statements]}
         if stid is None and method == "POST":
-            doc = check_body(body, {"code": str, "kind": str})
-            if not isinstance(doc.get("code"), str):
-                raise BadRequest("code is required")
-            if doc.get("kind") not in (None,) + KINDS:
-                raise BadRequest("Invalid kind: %s" % doc.get("kind"))
+            doc = self.check_statement(body)
             if sess.state() not in ("idle", "busy"):
                 return 500, {"msg": "Session is in state %s" % sess.state()}
             st = Statement(len(sess.statements), doc["code"], doc.get("kind") or sess.kind,
                            sess.statement_ms)
             sess.statements.append(st)
             self.stats["statements_created"] += 1
+            if effect:
+                effect("POST /statements", None, "%d/%d" % (sess.id, st.id), None,
+                       lambda: st.state() if self.sessions.get(sess.id) is sess else "deleted")
             return 201, st.view()
         if stid is None or int(stid) >= len(sess.statements):
             raise NotFound("Statement not found")
@@ -324,7 +436,7 @@ class Livy:
         raise NotFound("Method %s not allowed" % method)
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     livy = None
     csrf = False
@@ -350,8 +462,18 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def control(self, method, path, body):
+    def control(self, method, path, body, q=None):
         lv = self.livy
+        if path == "/_config" and method == "GET":
+            return self.send(200, self.timing.snapshot())
+        if path == "/_config" and method == "POST":
+            try:
+                return self.send(200, self.timing.merge(json.loads(body or b"{}")))
+            except ValueError as e:   # bad JSON, or fake_timing.ConfigError
+                return self.send(400, {"error": str(e)})
+        if path == "/_effects" and method == "GET":
+            with lv.lock:
+                return self.send(200, self.timing.effects.view(fake_timing.want_dups(q or {})))
         if path == "/_fault" and method == "POST":
             f = json.loads(body or b"{}")
             f.setdefault("count", 1)
@@ -387,11 +509,12 @@ class Handler(BaseHTTPRequestHandler):
     def serve(self):
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
+        body = self.read_body_checked()
+        if body is None:   # cut short: discarded
+            return None
         method, path = self.command, url.path
         if path.startswith("/_"):
-            return self.control(method, path, body)
+            return self.control(method, path, body, q)
         lv = self.livy
         key = "%s %s" % (method, re.sub(r"/\d+", "/{id}", path))
         with lv.lock:
@@ -412,22 +535,35 @@ class Handler(BaseHTTPRequestHandler):
                              headers=hdrs)
         if mode == "drop":
             return self.drop()
-        try:
-            code, doc = lv.route(method, path, q, body, user or None)
-        except BadRequest as e:
-            code, doc = 400, {"msg": str(e)}
-        except NotFound as e:
-            code, doc = 404, {"msg": str(e)}
-        except ValueError as e:
-            code, doc = 400, {"msg": "Bad parameter: %s" % e}
+        keys = op_keys(method, path)
+        check = lv.precheck(method, path)
+        serial = bool(self.timing is not None and self.timing.get("serial_creates") and
+                      check is not None and "/statements" not in path)
+        if check and (serial or self.has_delay(*keys)):
+            try:   # what the body alone shows wrong is answered at once
+                check(body)
+            except BadRequest as e:
+                return self.send(400, {"msg": str(e)})
+        # serial_creates: Livy's BatchSessionManager creates one at a time
+        with lv.serial if serial else contextlib.nullcontext():
+            self.effect_delay(*keys)
+            try:
+                code, doc = lv.route(method, path, q, body, user or None, self.log_effect)
+            except BadRequest as e:
+                code, doc = 400, {"msg": str(e)}
+            except NotFound as e:
+                code, doc = 404, {"msg": str(e)}
+            except ValueError as e:
+                code, doc = 400, {"msg": "Bad parameter: %s" % e}
         if mode == "slow":
             time.sleep(float(fault.get("delay_ms", 1000)) / 1000.0)
         if mode == "drop_after":
             return self.drop()
         if mode == "garbage":
-            return self.send(code, raw=b"this is not json{", ctype="application/json")
+            return self.answer(self.send, code, raw=b"this is not json{",
+                               ctype="application/json")
         hdrs = [("Location", "%s/%d" % (path.rstrip("/"), doc["id"]))] if code == 201 else []
-        return self.send(code, doc, headers=hdrs)
+        return self.answer(self.send, code, doc, headers=hdrs)
 
     do_GET = do_POST = do_DELETE = do_PUT = serve
 
@@ -447,9 +583,13 @@ def main():
     ap.add_argument("--csrf", action="store_true",
                     help="POST/DELETE need X-Requested-By (livy.server.csrf-protection)")
     ap.add_argument("--auth", metavar="USER:PASS", help="require HTTP basic auth")
+    fake_timing.add_arguments(ap, livy=True)
     a = ap.parse_args()
     port = a.port
-    Handler.livy = Livy()
+    timing = fake_timing.Timing.from_args(a, livy=True)
+    Handler.livy = Livy(timing)
+    timing.bind(Handler.livy.stats, Handler.livy.lock)
+    Handler.timing = timing
     Handler.csrf = a.csrf
     Handler.auth = a.auth
     srv = Server(("127.0.0.1", port), Handler)
