@@ -10,9 +10,18 @@ the same run, after writes that warm the ensemble up (see warm_up). A kazoo lead
 leader makes (baton_fence_acquire); its planned handoff is the leader
 returning from its leadership function, which releases the election lock.
 
+Then planned handoffs under load: the same three nodes against the EMR and
+Livy stand-ins whose creates take effect 300-1,000 ms after they arrive,
+with new runs triggered all along, so that every handoff meets calls in
+flight. A leader that hands off finishes its side-effecting calls and
+writes their outcomes before it lets go (docs/failover.md, Rule 4), so
+"stops -> first fenced write" includes that wait; the figure is reported
+beside the idle one, with the calls in flight at each handoff and the
+stand-ins' count of twins (must be 0).
+
 Runs under tests/harness (scripts/bench failover). Environment: BATOND,
-BATON_TEST_ZK, BATON_TEST_PG. Arguments: [HANDOFFS] [CRASHES] [SESSION_MS].
-Last line: one JSON object with every figure.
+BATONCTL, BATON_TEST_ZK, BATON_TEST_PG. Arguments: [HANDOFFS] [CRASHES]
+[SESSION_MS] [LOADED_HANDOFFS]. Last line: one JSON object with every figure.
 """
 import json
 import os
@@ -31,6 +40,10 @@ BATOND = os.environ.get("BATOND", "build-release/batond")
 HANDOFFS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 CRASHES = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 SESSION_MS = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
+LOADED = int(sys.argv[4]) if len(sys.argv) > 4 else 20
+BATONCTL = os.environ.get("BATONCTL", "build-release/batonctl")
+FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fakes")
+AK, SK = "AKIABENCHEXAMPLE", "bench/secret+key=="
 # Between two handoffs, on both sides: each is measured on a quiet cluster,
 # as an operator's `batonctl failover` meets it. Back to back, a handoff
 # overlapped the previous one's tail (baton's membership writes 20 ms after
@@ -76,21 +89,22 @@ def free_port():
 
 
 class BatonNode:
-    def __init__(self, cluster, name, workdir):
+    def __init__(self, cluster, name, workdir, extra="", env=None):
         self.name = name
         self.port = free_port()
+        self.env = dict(os.environ, BATON_LOG_LEVEL="warn", **(env or {}))
         self.cfg = os.path.join(workdir, name + ".yaml")
         self.log = os.path.join(workdir, name + ".log")
         with open(self.cfg, "w") as f:
             f.write("cluster: %s\nnode_id: %s\nzone: z\nhttp: 127.0.0.1:%d\nzookeeper:\n  hosts: %s\n"
-                    "  session_timeout: %dms\npostgres:\n  conninfo: \"%s\"\n"
-                    % (cluster, name, self.port, ZK, SESSION_MS, PG))
+                    "  session_timeout: %dms\npostgres:\n  conninfo: \"%s\"\n%s"
+                    % (cluster, name, self.port, ZK, SESSION_MS, PG, extra))
         self.proc = None
 
     def start(self):
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen([BATOND, "--config", self.cfg], stdout=out, stderr=subprocess.STDOUT,
-                                         env=dict(os.environ, BATON_LOG_LEVEL="warn"))
+                                         env=self.env)
 
     def status(self):
         try:
@@ -162,6 +176,137 @@ def baton_run():
                 n.proc.wait(15)
         zk.stop()
     return planned, crash
+
+
+# ------------------------------------------------------------------ loaded
+
+class Stand:
+    """A stand-in of tests/fakes on a port of its own."""
+
+    def __init__(self, name, *args):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(FAKES, name + ".py"), "--port", "0",
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.port = int(self.proc.stdout.readline().split()[1])
+
+    def get(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
+            return json.load(r)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+LOADED_WF = """
+workflow: load
+schedule: none
+max_active_runs: 200
+max_active_tasks: 200
+defaults: {retries: 0}
+tasks:
+  - id: cluster
+    emr_create_cluster:
+      name: bench-load
+      release_label: emr-6.15.0
+      keep_alive_when_no_steps: true
+      wait_until_ready: false
+      instance_groups:
+        - {name: master, role: MASTER, instance_type: m5.xlarge, instance_count: 1}
+  - id: step
+    depends_on: [cluster]
+    emr_add_step:
+      cluster_id: "{{ tasks.cluster.cluster_id }}"
+      name: work
+      args: [spark-submit, "fake:sleep=0.2"]
+  - id: spark_a
+    livy_batch: {file: s3://acme/a.py, conf: {fake.duration_ms: "200"}}
+  - id: spark_b
+    livy_batch: {file: s3://acme/b.py, conf: {fake.duration_ms: "200"}}
+"""
+
+
+def baton_loaded_run():
+    """Planned handoffs with creates in flight: [(gap ms, side-effecting
+    calls in flight at the old leader)], and the stand-ins' twins."""
+    emr = Stand("emr_fake", "--access-key", AK, "--secret-key", SK, "--effect-delay", "RunJobFlow=300-1000",
+                "--effect-delay", "AddJobFlowSteps=300-1000", "--effect-delay", "*=10-50",
+                "--list-lag-ms", "300")
+    livy = Stand("livy_fake", "--effect-delay", "POST /batches=300-1000", "--effect-delay", "*=10-50",
+                 "--list-lag-ms", "300", "--allow-duplicate-names")
+    cluster = "benchload%d" % os.getpid()
+    work = tempfile.mkdtemp(prefix="baton-failover-bench-loaded-")
+    extra = ("emr:\n  endpoint: http://127.0.0.1:%d\n  region: us-east-1\n  poll_interval: 500ms\n"
+             "livy:\n  url: http://127.0.0.1:%d\n  poll_interval: 500ms\n" % (emr.port, livy.port))
+    env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
+    nodes = [BatonNode(cluster, "n%d" % i, work, extra, env) for i in (1, 2, 3)]
+    for n in nodes:
+        n.start()
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=ZK)
+    zk.start()
+    base = "/baton/" + cluster
+    wf = os.path.join(work, "load.yaml")
+    with open(wf, "w") as f:
+        f.write(LOADED_WF)
+
+    def ctl(*args):
+        subprocess.run([BATONCTL, "--pg", PG, "--zk", ZK, "--cluster", cluster, *args], check=True,
+                       capture_output=True, timeout=60)
+
+    def leader():
+        for n in nodes:
+            st = n.status()
+            if st and st["dispatching"]:
+                return n, st
+        return None
+
+    stop = threading.Event()
+
+    def feed():  # a run (four creates) every 150 ms
+        while not stop.wait(0.15):
+            try:
+                ctl("trigger", "load")
+            except Exception:
+                pass
+
+    out = []
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        wait_for(lambda: all((n.status() or {}).get("role") in ("standby", "leading") for n in nodes), 30)
+        ctl("workflow", "apply", wf)
+        old, _ = wait_for(leader, 30)
+        feeder.start()
+        time.sleep(3)  # calls in flight from here on
+        for _ in range(LOADED):
+            st = old.status()
+            inflight = st["exactly_once"]["side_effects_in_flight"] if st else 0
+            gone = threading.Event()
+            zk.create(base + "/control/handoff", b"{}")
+            if zk.exists(base + "/control/handoff", watch=lambda ev: gone.set()) is None:
+                gone.set()
+            if not gone.wait(60):
+                raise RuntimeError("loaded handoff did not complete")
+            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 30)
+            stopped = old.status()["last_stop_us"]
+            out.append(((nst["leader_since_us"] - stopped) / 1000.0, inflight))
+            old = new
+            time.sleep(1.0)
+        stop.set()
+        feeder.join()
+        time.sleep(5)  # the last calls land
+        twins = len(emr.get("/_effects?dups=1")) + len(livy.get("/_effects?dups=1"))
+        creates = len(emr.get("/_effects")) + len(livy.get("/_effects"))
+    finally:
+        stop.set()
+        for n in nodes:
+            if n.proc.poll() is None:
+                n.proc.terminate()
+                n.proc.wait(60)
+        zk.stop()
+        emr.stop()
+        livy.stop()
+    return out, twins, creates
 
 
 # ------------------------------------------------------------------ kazoo
@@ -308,6 +453,7 @@ def main():
     cold, warm = warm_up()
     print("ZooKeeper warmed up: median create %.2f ms at first, %.2f ms now" % (cold, warm))
     bp, bc = baton_run()
+    loaded, twins, creates = baton_loaded_run() if LOADED else ([], 0, 0)
     kp, kc = kazoo_run()
     out = {"bench": "failover", "session_timeout_ms": SESSION_MS, "handoffs": HANDOFFS, "crashes": CRASHES,
            "settle_ms": int(SETTLE_S * 1000),
@@ -317,6 +463,17 @@ def main():
     out["planned_p50_ratio_kazoo_over_baton"] = round(pct(kp, 50) / max(pct(bp, 50), 0.001), 2)
     out["planned_p99_ratio_kazoo_over_baton"] = round(pct(kp, 99) / max(pct(bp, 99), 0.001), 2)
     out["baton_crash_p99_minus_session_ms"] = round(pct(bc, 99) - SESSION_MS, 1)
+    if loaded:
+        gaps = [g for g, _ in loaded]
+        out.update({"loaded_handoffs": len(loaded),
+                    "baton_loaded_planned_p50_ms": round(pct(gaps, 50), 1),
+                    "baton_loaded_planned_p99_ms": round(pct(gaps, 99), 1),
+                    "baton_loaded_planned_max_ms": round(max(gaps), 1),
+                    "loaded_calls_in_flight_mean": round(statistics.mean(c for _, c in loaded), 1),
+                    "loaded_remote_creates": creates, "loaded_twins": twins})
+        print("baton planned handoff under load (creates take 300-1,000 ms; %.1f calls in flight on "
+              "average): p50 %.0f ms, p99 %.0f ms; %d creates, %d twins"
+              % (out["loaded_calls_in_flight_mean"], pct(gaps, 50), pct(gaps, 99), creates, twins))
     print("baton planned handoff: p50 %.1f ms, p99 %.1f ms (target p99 < 100 ms)"
           % (pct(bp, 50), pct(bp, 99)))
     print("kazoo planned handoff: p50 %.1f ms, p99 %.1f ms" % (pct(kp, 50), pct(kp, 99)))

@@ -64,6 +64,12 @@ typedef struct bt_coord_opts {
     const char *preferred_zone;     /* with zone_handoff */
     int zone_handoff;
     uint32_t heartbeat_ms;          /* leader's fenced heartbeat; default 500 */
+    /* A planned step-down (handoff, drain, SIGTERM) waits for the owner's
+     * bt_coord_calls_drained() before it deletes its znodes: the node's
+     * side-effecting remote calls answered and their outcomes written under
+     * its still-valid fence (docs/failover.md, Rule 4). While it waits,
+     * bt_coord_handing_off() is true. */
+    int drain_calls;
     bt_store_t *store;              /* fenced writes; not owned */
     bt_coord_role_cb on_role;
     void *arg;
@@ -85,9 +91,18 @@ int64_t bt_coord_last_stop_us(const bt_coord_t *co);
  * the back of the line. */
 void bt_coord_fenced(bt_coord_t *co, const char *what);
 
-/* Graceful exit (SIGTERM): stop taking work, let in-flight writes finish
- * (bounded), delete our znodes so the next node takes over at once, then
- * call `done`. */
+/* Whether the current step-down is a planned one that waits for the calls
+ * (with drain_calls): the role callback for BT_ROLE_STEPPING_DOWN asks it
+ * to tell a handoff (finish the calls) from a forced step-down (stop). */
+int bt_coord_handing_off(const bt_coord_t *co);
+/* The calls are finished; `clean`: every outcome is written, and the ones
+ * not known are marked as such. The step-down goes on; a clean one records
+ * its release in the fence row (bt_store_fence_release). */
+void bt_coord_calls_drained(bt_coord_t *co, int clean);
+
+/* Graceful exit (SIGTERM): stop taking work, let in-flight calls and
+ * writes finish (bounded), delete our znodes so the next node takes over at
+ * once, then call `done`. */
 void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg);
 
 #endif

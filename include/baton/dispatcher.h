@@ -25,6 +25,7 @@
 
 #include "baton/coord.h"
 #include "baton/err.h"
+#include "baton/http.h"
 #include "baton/operator.h"
 #include "baton/store.h"
 
@@ -37,6 +38,15 @@ typedef struct bt_dispatcher_opts {
     size_t nops;
     uint32_t default_pool_slots;   /* for a pool without a row; default 128 */
     uint32_t config_poll_ms;       /* how often to look for applied changes; 500 */
+    /* Rule 4 (docs/failover.md): the longest a request that left a node
+     * may take to take effect at a service, and the settle time after
+     * which a second lookup must agree with a "not found" (list lag) */
+    uint32_t transit_bound_ms;     /* default 10000 */
+    uint32_t settle_ms;            /* default 5000 */
+    /* A drain gives its calls this long, then cuts their side effects off
+     * on `http` (when set) and records their outcomes as unknown */
+    uint32_t drain_timeout_ms;     /* default 30000 */
+    bt_http_t *http;               /* the operators' transport; may be NULL */
 } bt_dispatcher_opts_t;
 
 bt_err_t bt_dispatcher_new(struct ev_loop *loop, const bt_dispatcher_opts_t *opts,
@@ -46,10 +56,22 @@ void bt_dispatcher_free(bt_dispatcher_t *d); /* accepts NULL */
  * starts it): set it before the loop runs. */
 void bt_dispatcher_set_coord(bt_dispatcher_t *d, bt_coord_t *coord);
 
-/* Begin dispatching under `epoch` (loads state first) / stop at once:
- * nothing more is issued, and answers to what was issued are ignored. */
+/* Begin dispatching under `epoch` (loads state first; the same epoch after
+ * a pause resumes) / pause (a suspended leader: nothing new is issued, but
+ * answers to calls in flight are still written under the fence) / stop at
+ * once (nothing more is issued; calls in flight stay this epoch's: should
+ * the same epoch start again, their answers are applied, else dropped). */
 void bt_dispatcher_start(bt_dispatcher_t *d, uint64_t epoch);
+void bt_dispatcher_pause(bt_dispatcher_t *d);
 void bt_dispatcher_stop(bt_dispatcher_t *d);
+
+/* A planned step-down: issue nothing new, wait for the side-effecting calls
+ * in flight (at most drain_timeout_ms, then cut them off: see http.h), write
+ * their outcomes, mark every task in `submitting` whose outcome is unknown
+ * (outcome_unknown in its record), then call done(arg, clean) from the loop:
+ * clean when every outcome is accounted for and every write committed. The
+ * dispatcher stays drained (issuing nothing) until stopped or started. */
+void bt_dispatcher_drain(bt_dispatcher_t *d, void (*done)(void *arg, int clean), void *arg);
 
 typedef struct bt_dispatcher_stats {
     int active;                 /* started and loaded */
@@ -58,6 +80,10 @@ typedef struct bt_dispatcher_stats {
     uint64_t calls_in_flight;      /* operator calls now */
     uint64_t calls_in_flight_max;  /* the most there ever were at once */
     uint64_t calls_deferred;       /* times a call waited for a place */
+    uint64_t side_effects_in_flight; /* submits, cancels, sweeps now: a handoff waits */
+    uint64_t not_found_waits;      /* NOT_FOUNDs not believed yet (Rule 4) */
+    uint64_t sweeps, duplicates_cancelled;
+    uint64_t drains, drains_unclean;
 } bt_dispatcher_stats_t;
 void bt_dispatcher_get_stats(const bt_dispatcher_t *d, bt_dispatcher_stats_t *out);
 

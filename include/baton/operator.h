@@ -1,17 +1,33 @@
 /* Operators: what a task does. The dispatcher (src/sched/dispatcher.c)
- * drives every operator through the same four calls, each asynchronous on
- * the daemon's loop, each answered exactly once through a bt_op_cb (never
- * from inside the call itself; a call that fails synchronously returns an
- * error and gets no callback).
+ * drives every operator through the same calls, each asynchronous on the
+ * daemon's loop, each answered exactly once through a bt_op_cb (never from
+ * inside the call itself; a call that fails synchronously returns an error
+ * and gets no callback).
  *
  *   submit  start the work of one attempt. Called only after the attempt's
  *           `submitting` state is committed (the write-ahead), with every
  *           template already rendered. Remote names carry the task-run key,
  *           so a later lookup can find the work.
  *   lookup  after a takeover (or an unknown outcome), find work submitted
- *           under this run key: BT_OP_NOT_FOUND means it is safe to submit.
+ *           under this run key. BT_OP_NOT_FOUND says only what the service
+ *           shows now: the dispatcher believes it once no earlier call can
+ *           still take effect and a second lookup a settle time later agrees
+ *           (docs/failover.md, Rule 4).
  *   poll    report on running work by its stored handle.
  *   cancel  stop the remote work (timeouts, `batonctl task kill`).
+ *   sweep   (may be NULL: no twins possible) after a submission that
+ *           followed a lookup, find every remote resource carrying this run
+ *           key and cancel all but one before they run: the first created
+ *           while the attempt runs (its handle may change: the answer's
+ *           handle is the one kept), the recorded one once it has ended.
+ *           SUCCESS with `duplicates` set to how many were cancelled.
+ *
+ * Every request that changes remote state is a side effect of the transport
+ * (http.h): it leaves only while this node may act, checked right before its
+ * first byte. A call whose side effect was not sent answers BT_OP_NOT_SENT,
+ * a definite outcome: nothing happened, and the dispatcher asks again later
+ * without a lookup. A submission whose request may have reached the service
+ * but got no answer is BT_OP_TRANSIENT: its outcome is unknown.
  *
  * A malformed or unexpected response fails the attempt with the reason
  * recorded (BT_OP_FAILED + message); transport trouble that may succeed
@@ -32,6 +48,7 @@ typedef enum bt_op_status {
     BT_OP_FAILED,     /* the work failed: error_code/message/detail say why */
     BT_OP_TRANSIENT,  /* could not tell (throttled, 5xx, connection): ask again */
     BT_OP_NOT_FOUND,  /* lookup: nothing was submitted under this key */
+    BT_OP_NOT_SENT,   /* nothing was sent, or refused before any work: ask again */
 } bt_op_status_t;
 
 #define BT_OP_MAX_OUTPUTS 16
@@ -47,6 +64,7 @@ typedef struct bt_op_result {
     const char *detail;       /* log tail, state-change reason */
     const char *remote_state; /* the service's own word for the state */
     uint64_t retry_after_ms;  /* TRANSIENT: the service asked us to wait */
+    unsigned duplicates;      /* sweep: twins cancelled */
 } bt_op_result_t;
 
 /* Everything in *res is valid during the callback only. */
@@ -77,6 +95,7 @@ typedef struct bt_operator {
     bt_err_t (*lookup)(void *ctx, const bt_op_call_t *call);
     bt_err_t (*poll)(void *ctx, const bt_op_call_t *call);
     bt_err_t (*cancel)(void *ctx, const bt_op_call_t *call);
+    bt_err_t (*sweep)(void *ctx, const bt_op_call_t *call); /* NULL: no twins */
     void *ctx;
 } bt_operator_t;
 

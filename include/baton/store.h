@@ -77,6 +77,14 @@ bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
 bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
                                    void *arg);
 
+/* A leader handing off cleanly says so (fenced): every remote call of its
+ * epoch was answered and its outcome written, every task whose outcome it
+ * does not know is marked outcome_unknown, and it sends nothing more. The
+ * next epoch's fence bump records that its predecessor released
+ * (fence.inherited_clean), so the successor can trust the task records
+ * instead of waiting out the transit bound (docs/failover.md, Rule 4). */
+bt_err_t bt_store_fence_release(bt_store_t *st, uint64_t epoch, bt_store_cb cb, void *arg);
+
 /* Inserts a new task run (one attempt). Sets run->writer_epoch; the stored
  * record carries this node as writer_node (run's own field is left as the
  * caller's); the queryable columns come from `run`. */

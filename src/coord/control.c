@@ -260,7 +260,7 @@ static void on_handoff_targets(int rc, const struct String_vector *names,
             ahead++;
     if (found && ahead == 0) {
         bt_info("coord: planned handoff requested to %s", co->handoff.to);
-        co_step_down(co, "planned handoff", 1);
+        co_hand_off(co, "planned handoff", 1);
         return;
     }
     if (!found && rc == ZOK) {
@@ -306,7 +306,7 @@ void co_handle_handoff(bt_coord_t *co)
             return;
         }
         bt_info("coord: planned handoff requested");
-        co_step_down(co, "planned handoff", 1);
+        co_hand_off(co, "planned handoff", 1);
         return;
     }
     if (co->role == BT_ROLE_STANDBY && co->handoff.to[0])
@@ -328,7 +328,7 @@ static void on_drain_exists(int rc, const struct Stat *stat, const void *data)
     if (drained) {
         bt_info("coord: drained: leaving the election");
         if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED)
-            co_step_down(co, "drain", 0);
+            co_hand_off(co, "drain", 0);
         else if (co->candidate[0])
             co_delete_nodes(co);
         else

@@ -45,6 +45,11 @@ struct bt_coord {
     int leader_create_inflight; /* create (or its exists check) unanswered */
     int delete_after_create;   /* stepping down: delete once it is answered */
     int claim_fence_inflight;
+    int awaiting_calls;        /* a handoff waits for bt_coord_calls_drained */
+    int release_clean;         /* ...which vouched for every outcome */
+    int release_inflight;      /* the fence release write is unanswered */
+    ev_check pause_check;      /* every loop turn: a leader paused past its lease stops */
+    int64_t last_turn_ms;      /* monotonic, at the last turn (for the log) */
     char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
     char pred_first[PATH_MAX_LEN];  /* the predecessor we watch, when it was
                                      * first in line; "" otherwise */
@@ -94,6 +99,10 @@ void co_retry_later(bt_coord_t *co, double seconds);
 void co_join(bt_coord_t *co);
 void co_check_position(bt_coord_t *co);   /* list the line; claim or watch */
 void co_step_down(bt_coord_t *co, const char *reason, int rejoin);
+/* A planned step-down (handoff, drain, shutdown): the same, but the node's
+ * remote calls finish first (bt_coord_calls_drained), and a clean end is
+ * recorded in the fence row for the successor. */
+void co_hand_off(bt_coord_t *co, const char *reason, int rejoin);
 void co_delete_nodes(bt_coord_t *co);     /* `leader` (if ours) and candidate */
 
 /* control.c */

@@ -255,6 +255,27 @@ static void on_heartbeat(bt_err_t err, const char *detail, void *arg)
         bt_warn("coord: heartbeat: %s%s%s", bt_strerror(err), detail ? ": " : "", detail ? detail : "");
 }
 
+/* Every loop turn, before any I/O callback (EV_MAXPRI): a leader whose
+ * session is no longer known good by the monotonic clock pauses now, not
+ * at the next heartbeat. After a SIGSTOP, a frozen VM or a long GC every
+ * watcher is due at once, and curl's would go on writing a request our
+ * successor may already have looked for; the role change closes the gate
+ * for side effects first (http.h), which cuts off any half-written one. */
+static void co_pause_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    bt_coord_t *co = container_of(w, bt_coord_t, pause_check);
+    int64_t now = bt_mono_ms(), gap = co->last_turn_ms ? now - co->last_turn_ms : 0;
+    (void)loop;
+    (void)revents;
+    co->last_turn_ms = now;
+    if (co->role != BT_ROLE_LEADING || bt_zk_known_good(co->zk))
+        return;
+    bt_warn("coord: ZooKeeper not known good (last response %" PRId64 " ms ago, the loop "
+            "stood still for %" PRId64 " ms): pausing",
+            now - bt_zk_last_recv_ms(co->zk), gap);
+    co_set_role(co, BT_ROLE_SUSPENDED);
+}
+
 /* Every heartbeat period while leading: the known-good rule, then a fenced
  * write. The known-good check runs even without a ZooKeeper event: a lost
  * connection may take seconds to be reported, and a resumed process must not
@@ -792,6 +813,49 @@ void co_delete_nodes(bt_coord_t *co)
         on_nodes_deleted(ZCONNECTIONLOSS, m);
 }
 
+static void on_released(bt_err_t err, const char *detail, void *arg)
+{
+    ((zreq_t *)arg)->co->release_inflight = 0; /* whichever session sent it */
+    bt_coord_t *co = co_zdone(arg);
+    if (err == BT_OK)
+        bt_info("coord: released epoch %" PRIu64 " cleanly: the successor trusts our records",
+                co ? co->epoch : 0);
+    else
+        bt_warn("coord: recording the release: %s%s%s (the successor waits out the transit "
+                "bound instead)",
+                bt_strerror(err), detail ? ": " : "", detail ? detail : "");
+    if (co && co->role == BT_ROLE_STEPPING_DOWN && ev_is_active(&co->drain_wait) &&
+        co->shutdown_done) {
+        ev_timer_stop(co->loop, &co->drain_wait);
+        co_delete_nodes(co);
+    }
+}
+
+/* Every write is in: say we released cleanly (when the calls vouched for
+ * it), and delete our znodes. The release goes to PostgreSQL while the
+ * delete goes to ZooKeeper: should the successor's fence bump come first,
+ * it sees no release and only waits longer, so a handoff does not wait for
+ * it. An exit does (it would cancel it), bounded by drain_wait. */
+static void co_release_and_delete(bt_coord_t *co)
+{
+    if (co->release_clean) {
+        co->release_clean = 0;
+        zreq_t *r = co_zreq(co);
+        if (r && bt_store_fence_release(co->store, co->epoch, on_released, r) == BT_OK) {
+            co->release_inflight = 1;
+            if (co->shutdown_done) {
+                ev_timer_stop(co->loop, &co->drain_wait);
+                ev_timer_set(&co->drain_wait, 2.0, 0.);
+                ev_timer_start(co->loop, &co->drain_wait);
+                return;
+            }
+        } else {
+            free(r);
+        }
+    }
+    co_delete_nodes(co);
+}
+
 /* The store has nothing in flight any more: hand over now. */
 static void co_on_pg_idle(void *arg)
 {
@@ -799,11 +863,11 @@ static void co_on_pg_idle(void *arg)
     if (co->role != BT_ROLE_STEPPING_DOWN || !ev_is_active(&co->drain_wait))
         return;
     ev_timer_stop(co->loop, &co->drain_wait);
-    co_delete_nodes(co);
+    co_release_and_delete(co);
 }
 
 /* The bound on waiting for in-flight writes (a stalled PostgreSQL must not
- * hold the handoff): delete anyway. */
+ * hold the handoff), or for the release of an exit: delete anyway. */
 static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     bt_coord_t *co = container_of(w, bt_coord_t, drain_wait);
@@ -811,19 +875,17 @@ static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
     ev_timer_stop(co->loop, &co->drain_wait);
+    co->release_clean = 0; /* a write never answered: nothing to vouch for */
     co_delete_nodes(co);
 }
 
-/* Whether we rejoin afterwards follows from the state: not when drained or
- * shutting down, later when paused; `rejoin` is for the log. */
-void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
+/* The calls are done (or there were none to wait for): let the writes in
+ * flight finish, then hand over. */
+static void co_after_calls(bt_coord_t *co)
 {
-    bt_info("coord: stepping down: %s%s", reason, rejoin ? "" : " (not rejoining now)");
-    ev_timer_stop(co->loop, &co->heartbeat);
-    co_set_role(co, BT_ROLE_STEPPING_DOWN);
     co->shutdown_deadline_ms = bt_mono_ms() + 2000;
     if (bt_pg_pending(bt_store_pg(co->store)) == 0) {
-        co_delete_nodes(co); /* nothing in flight: hand over now */
+        co_release_and_delete(co); /* nothing in flight: hand over now */
         return;
     }
     /* delete as soon as the last in-flight write is answered (no polling:
@@ -834,8 +896,56 @@ void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
     ev_timer_start(co->loop, &co->drain_wait);
 }
 
+/* Whether we rejoin afterwards follows from the state: not when drained or
+ * shutting down, later when paused; `rejoin` is for the log. A planned one
+ * lets the node's remote calls finish first: a fence stops writes, not
+ * calls, and a call answered after we let go would land after our
+ * successor looked (docs/failover.md, Rule 4). */
+static void co_leave(bt_coord_t *co, const char *reason, int rejoin, int planned)
+{
+    int led = co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED;
+    bt_info("coord: stepping down: %s%s", reason, rejoin ? "" : " (not rejoining now)");
+    ev_timer_stop(co->loop, &co->heartbeat);
+    co->release_clean = 0;
+    co->awaiting_calls = planned && led && co->opts.drain_calls;
+    co_set_role(co, BT_ROLE_STEPPING_DOWN); /* the owner starts draining */
+    if (!co->awaiting_calls)
+        co_after_calls(co);
+}
+
+void co_step_down(bt_coord_t *co, const char *reason, int rejoin)
+{
+    co_leave(co, reason, rejoin, 0);
+}
+
+void co_hand_off(bt_coord_t *co, const char *reason, int rejoin)
+{
+    co_leave(co, reason, rejoin, 1);
+}
+
+int bt_coord_handing_off(const bt_coord_t *co)
+{
+    return co->role == BT_ROLE_STEPPING_DOWN && co->awaiting_calls;
+}
+
+void bt_coord_calls_drained(bt_coord_t *co, int clean)
+{
+    if (!bt_coord_handing_off(co))
+        return;
+    co->awaiting_calls = 0;
+    co->release_clean = clean;
+    bt_info("coord: calls finished%s", clean ? ", every outcome accounted for" : "");
+    co_after_calls(co);
+}
+
 void bt_coord_fenced(bt_coord_t *co, const char *what)
 {
+    if (co->role == BT_ROLE_STEPPING_DOWN && co->awaiting_calls) {
+        /* handing off, and someone leads already: nothing to wait for */
+        bt_warn("coord: %s was fenced while handing off", what);
+        bt_coord_calls_drained(co, 0);
+        return;
+    }
     if (co->role != BT_ROLE_LEADING && co->role != BT_ROLE_SUSPENDED)
         return;
     bt_warn("coord: %s was fenced: a newer leader exists", what);
@@ -1139,6 +1249,9 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
     ev_init(&co->retry, co_retry_cb);
     ev_init(&co->drain_wait, co_drain_wait_cb);
     ev_init(&co->publish, co_publish_cb);
+    ev_check_init(&co->pause_check, co_pause_check_cb);
+    ev_set_priority(&co->pause_check, EV_MAXPRI);
+    ev_check_start(loop, &co->pause_check);
 
     bt_zk_opts_t zo = {.hosts = opts->zk_hosts,
                        .session_timeout_ms = opts->zk_session_timeout_ms,
@@ -1162,6 +1275,7 @@ void bt_coord_free(bt_coord_t *co)
     ev_timer_stop(co->loop, &co->retry);
     ev_timer_stop(co->loop, &co->drain_wait);
     ev_timer_stop(co->loop, &co->publish);
+    ev_check_stop(co->loop, &co->pause_check);
     if (co->store)
         bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
     bt_zk_free(co->zk);
@@ -1210,12 +1324,15 @@ void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg)
     co->shutdown_arg = arg;
     co->leaving = 1;
     ev_timer_stop(co->loop, &co->retry);
+    if (co->role == BT_ROLE_STEPPING_DOWN)
+        return; /* a step-down under way ends in on_nodes_deleted, which calls done */
     /* a standby may still have a claim's fence write in flight (it went
      * back to waiting for an old `leader` znode): wait for it too, or its
      * answer would come after we are freed */
-    if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED ||
-        co->role == BT_ROLE_CLAIMING ||
-        (co->store && bt_pg_pending(bt_store_pg(co->store)) > 0)) {
+    if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED) {
+        co_hand_off(co, "shutdown", 0);
+    } else if (co->role == BT_ROLE_CLAIMING ||
+               (co->store && bt_pg_pending(bt_store_pg(co->store)) > 0)) {
         co_step_down(co, "shutdown", 0);
     } else {
         co_delete_nodes(co);

@@ -60,23 +60,47 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
     d->stopping = 1;
     bt_info("batond: signal %d: planned handoff, then exit", w->signum);
-    ev_timer_init(&d->hard_stop, on_hard_stop, 10., 0.);
+    /* the calls' drain, then the writes' (2 s) and the release's (2 s) */
+    ev_timer_init(&d->hard_stop, on_hard_stop, d->cfg->drain_timeout_ms / 1000.0 + 7., 0.);
     ev_timer_start(loop, &d->hard_stop);
     bt_coord_shutdown(d->coord, on_stopped, d);
+}
+
+static void on_calls_drained(void *arg, int clean)
+{
+    bt_daemon_t *d = arg;
+    bt_coord_calls_drained(d->coord, clean);
+}
+
+/* The transport sends side effects only while this node may dispatch:
+ * asked right before each one's first byte (http.h). */
+static int may_send(void *arg)
+{
+    bt_daemon_t *d = arg;
+    return d->coord && bt_coord_may_dispatch(d->coord);
 }
 
 static void on_role(bt_coord_t *co, bt_role_t role, uint64_t epoch, void *arg)
 {
     bt_daemon_t *d = arg;
-    (void)co;
     bt_info("batond: node %s is %s (epoch %llu)", d->cfg->node_id, bt_role_name(role),
             (unsigned long long)epoch);
+    /* anything but leading closes the gate: side effects waiting to be
+     * sent, or half-written, are stopped now (before any I/O callback of
+     * this loop turn when the pause check called us) */
+    if (role != BT_ROLE_LEADING && d->http)
+        bt_http_gate_closed(d->http, 0);
     if (!d->dispatcher)
         return;
-    /* the dispatcher also asks bt_coord_may_dispatch before each action;
-     * this starts it (loading from PostgreSQL) and stops it at once */
+    /* the dispatcher also asks bt_coord_may_dispatch before each action.
+     * Suspended, it pauses (its calls go on, their answers are written);
+     * handing off, it finishes its calls first; otherwise it stops */
     if (role == BT_ROLE_LEADING)
         bt_dispatcher_start(d->dispatcher, epoch);
+    else if (role == BT_ROLE_SUSPENDED)
+        bt_dispatcher_pause(d->dispatcher);
+    else if (role == BT_ROLE_STEPPING_DOWN && bt_coord_handing_off(co))
+        bt_dispatcher_drain(d->dispatcher, on_calls_drained, d);
     else
         bt_dispatcher_stop(d->dispatcher);
 }
@@ -117,6 +141,21 @@ static char *status_json(void *arg)
         json_object_set_new(o, "dispatcher", dj);
     else
         json_decref(dj);
+    /* Rule 4 of docs/failover.md at work: what waited, what was swept,
+     * what the gate kept back */
+    bt_http_stats_t hs;
+    bt_http_get_stats(d->http, &hs);
+    json_t *xj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "side_effects_in_flight",
+                           (json_int_t)ds.side_effects_in_flight, "not_found_waits",
+                           (json_int_t)ds.not_found_waits, "sweeps", (json_int_t)ds.sweeps,
+                           "duplicates_cancelled", (json_int_t)ds.duplicates_cancelled,
+                           "drains", (json_int_t)ds.drains, "drains_unclean",
+                           (json_int_t)ds.drains_unclean, "not_sent", (json_int_t)hs.not_sent,
+                           "cut_off", (json_int_t)hs.cut_off);
+    if (o && xj)
+        json_object_set_new(o, "exactly_once", xj);
+    else
+        json_decref(xj);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -182,7 +221,11 @@ int bt_daemon_run(const bt_config_t *cfg)
     bt_dispatcher_opts_t dopts = {.store = d.store,
                                   .ops = d.ops,
                                   .nops = d.nops,
-                                  .default_pool_slots = 128};
+                                  .default_pool_slots = 128,
+                                  .transit_bound_ms = (uint32_t)cfg->transit_bound_ms,
+                                  .settle_ms = (uint32_t)cfg->settle_ms,
+                                  .drain_timeout_ms = (uint32_t)cfg->drain_timeout_ms,
+                                  .http = d.http};
     if ((e = bt_dispatcher_new(d.loop, &dopts, &d.dispatcher)) != BT_OK) {
         bt_error("batond: cannot create the dispatcher: %s", bt_strerror(e));
         goto out;
@@ -199,11 +242,14 @@ int bt_daemon_run(const bt_config_t *cfg)
         .preferred_zone = cfg->preferred_zone,
         .zone_handoff = cfg->zone_handoff,
         .store = d.store,
+        .drain_calls = 1,
         .on_role = on_role,
         .arg = &d,
     };
-    if ((e = bt_coord_new(d.loop, &co, &d.coord)) == BT_OK)
+    if ((e = bt_coord_new(d.loop, &co, &d.coord)) == BT_OK) {
         bt_dispatcher_set_coord(d.dispatcher, d.coord);
+        bt_http_set_gate(d.http, may_send, &d);
+    }
     if (e != BT_OK) {
         bt_error("batond: cannot start coordination: %s", bt_strerror(e));
         rc = e == BT_E_CONFIG ? 2 : 1;

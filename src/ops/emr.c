@@ -82,7 +82,8 @@ static int setup(emr_call_t *c, const Baton__V1__TaskSpec *s)
     case OP(EMR_CREATE_CLUSTER):
         c->name = strdup(s->emr_create_cluster->name);
         c->wait = s->emr_create_cluster->wait_until_ready;
-        if (!c->name)
+        emr_cluster_name(s->emr_create_cluster->name, c->run_key, name, sizeof name);
+        if (!c->name || !(c->sent_name = strdup(name)))
             return -1;
         break;
     case OP(EMR_ADD_STEP):
@@ -163,6 +164,8 @@ static emr_call_t *call_new(emr_t *e, int kind, const bt_op_call_t *oc)
     emr_key_marker(run->run_key ? run->run_key : "", marker);
     c->run_key = strdup(run->run_key ? run->run_key : "");
     c->marker = strdup(marker);
+    emr_cluster_suffix(run->run_key ? run->run_key : "", c->suffix);
+    c->keep_first = run->state == BATON__V1__TASK_STATE__TASK_STATE_RUNNING;
     const char *r = spec_region(oc->spec);
     int own = r && *r && strcmp(r, e->region) && region_ok(r);
     snprintf(c->region, sizeof c->region, "%s", own ? r : e->region);
@@ -284,7 +287,7 @@ static bt_err_t about(emr_call_t *c, const char *op, int with_step, emr_next_fn 
 static bt_err_t submit_create(emr_call_t *c, const Baton__V1__EmrCreateCluster *s)
 {
     char err[300] = "";
-    json_t *body = emr_run_job_flow_body(s, c->marker, err, sizeof err);
+    json_t *body = emr_run_job_flow_body(s, c->sent_name, c->marker, err, sizeof err);
     if (!body) {
         if (!strcmp(err, "out of memory"))
             return BT_E_NOMEM;
@@ -333,9 +336,11 @@ static bt_err_t entry(emr_t *e, int kind, const bt_op_call_t *oc)
         err = about(c, "TerminateJobFlows", 0, on_terminate);
         break;
     case EMR_K_LOOKUP * 100 + OP(EMR_CREATE_CLUSTER):
+    case EMR_K_SWEEP * 100 + OP(EMR_CREATE_CLUSTER):
         err = emr_adopt_cluster(c);
         break;
     case EMR_K_LOOKUP * 100 + OP(EMR_ADD_STEP):
+    case EMR_K_SWEEP * 100 + OP(EMR_ADD_STEP):
         err = emr_adopt_step(c);
         break;
     case EMR_K_POLL * 100 + OP(EMR_WAIT_CLUSTER):
@@ -404,6 +409,11 @@ static bt_err_t e_poll(void *ctx, const bt_op_call_t *oc)
 static bt_err_t e_cancel(void *ctx, const bt_op_call_t *oc)
 {
     return entry(ctx, EMR_K_CANCEL, oc);
+}
+
+static bt_err_t e_sweep(void *ctx, const bt_op_call_t *oc)
+{
+    return entry(ctx, EMR_K_SWEEP, oc);
 }
 
 /* ------------------------------------------------------------ the family */
@@ -506,6 +516,8 @@ bt_err_t bt_emr_operators(struct ev_loop *loop, bt_http_t *http, const bt_config
         e->endpoint[--len] = '\0';
     for (size_t i = 0; i < 5; i++) {
         int sensor = defs[i].which == OP(EMR_WAIT_CLUSTER) || defs[i].which == OP(EMR_WAIT_STEP);
+        /* only these two create what a lookup could have missed */
+        int creates = defs[i].which == OP(EMR_CREATE_CLUSTER) || defs[i].which == OP(EMR_ADD_STEP);
         e->ops[i] = (bt_operator_t){
             .name = defs[i].name,
             .which = defs[i].which,
@@ -516,6 +528,7 @@ bt_err_t bt_emr_operators(struct ev_loop *loop, bt_http_t *http, const bt_config
             .lookup = e_lookup,
             .poll = e_poll,
             .cancel = e_cancel,
+            .sweep = creates ? e_sweep : NULL,
             .ctx = e,
         };
         out[(*n)++] = &e->ops[i];

@@ -1,19 +1,30 @@
 /* Adoption: finding what an earlier leader submitted under this attempt's
  * run key, so that a takeover (or a RunJobFlow whose answer was lost) never
  * starts a second cluster or step. EMR has no idempotency token; instead
- * every cluster is tagged baton:run-key=<marker> and every step's name ends
- * in "[<marker>]" (emr_json.c).
+ * every cluster is tagged baton:run-key=<marker> and its name ends in
+ * " [bt:<hash of the run key>]", and every step's name ends in
+ * "[<marker>]" (emr_json.c).
  *
  * Clusters: ListClusters only knows names and states, not tags, so it is
  * asked for the clusters created since the attempt started (less
- * EMR_ADOPT_SLACK_MS for clock skew), page by page, and each one with our
- * cluster name is described to compare its tag. Steps: ListSteps returns a
- * cluster's steps newest first (when no state filter is given), 50 a page;
- * we stop at the first step created before the attempt started.
+ * EMR_ADOPT_SLACK_MS for clock skew), page by page, and each one whose name
+ * ends in our suffix is described to compare its tag: one DescribeCluster,
+ * however many clusters share the user's name. (A cluster named exactly as
+ * the user wrote it, without a suffix, was created by an older baton and is
+ * described too.) Steps: ListSteps returns a cluster's steps newest first
+ * (when no state filter is given), 50 a page; we stop at the first step
+ * created before the attempt started.
  *
  * A lookup that cannot finish (too many pages, a Marker that repeats) fails
  * the attempt instead of answering NOT_FOUND: submitting again could
- * duplicate work, which is what adoption exists to prevent. */
+ * duplicate work, which is what adoption exists to prevent.
+ *
+ * The sweep (after a submission that followed a lookup, docs/failover.md
+ * Rule 4) walks the same pages but to the end, collecting every resource
+ * with our key; it keeps one and cancels the others: TerminateJobFlows for
+ * clusters, CancelSteps for steps. It keeps the first created while the
+ * attempt runs, else the one the attempt recorded (its outputs went
+ * downstream already). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +36,11 @@ static int64_t since_s(const emr_call_t *c)
 {
     int64_t ms = c->started_ms - EMR_ADOPT_SLACK_MS;
     return ms > 0 ? ms / 1000 : 0;
+}
+
+static int sweeping(const emr_call_t *c)
+{
+    return c->kind == EMR_K_SWEEP;
 }
 
 /* Takes a Marker from a list answer; 0 (answered) when it repeats. */
@@ -40,25 +56,64 @@ static int take_marker(emr_call_t *c, const json_t *reply, const char *op)
     return 1;
 }
 
-/* Asks for the next page, or answers NOT_FOUND after the last one. */
+static void sweep_decide(emr_call_t *c);
+
+/* Nothing older is left to look at: NOT_FOUND for a lookup, the verdict on
+ * the twins found for a sweep. */
+static void walk_over(emr_call_t *c)
+{
+    if (sweeping(c)) {
+        sweep_decide(c);
+        return;
+    }
+    bt_info("emr: %s: nothing carries this run key now", c->run_key);
+    emr_finish(c, BT_OP_NOT_FOUND);
+}
+
+/* Asks for the next page, or ends the walk after the last one. A lookup
+ * that cannot see every page fails rather than answer NOT_FOUND; a sweep
+ * judges what it saw. */
 static void next_page(emr_call_t *c, const char *op, json_t *(*body)(const emr_call_t *),
                       emr_next_fn next)
 {
     if (!c->page_marker) {
-        bt_info("emr: %s: nothing carries this run key; submitting", c->run_key);
-        emr_finish(c, BT_OP_NOT_FOUND);
+        walk_over(c);
     } else if (c->pages >= EMR_ADOPT_MAX_PAGES) {
-        emr_fail(c, "lookup_incomplete",
-                 "%s: more than %d pages; not submitting again without knowing", op,
-                 EMR_ADOPT_MAX_PAGES);
+        if (sweeping(c))
+            sweep_decide(c);
+        else
+            emr_fail(c, "lookup_incomplete",
+                     "%s: more than %d pages; not submitting again without knowing", op,
+                     EMR_ADOPT_MAX_PAGES);
     } else {
         emr_continue(c, op, body(c), 1, next);
     }
 }
 
+static void add_twin(emr_call_t *c, const char *id, int64_t created, const char *state)
+{
+    if (c->ntwins == EMR_SWEEP_MAX)
+        return; /* beyond reason; the first EMR_SWEEP_MAX are enough to act on */
+    emr_twin_t *t = &c->twins[c->ntwins++];
+    snprintf(t->id, sizeof t->id, "%s", id);
+    t->created_ms = created;
+    snprintf(t->state, sizeof t->state, "%s", state ? state : "");
+}
+
 /* ------------------------------------------------------------ clusters */
 
 static void on_list_clusters(emr_call_t *c, json_t *reply);
+
+/* A name this attempt's cluster may have: ours with the suffix, or the
+ * user's name alone (an older baton's). */
+static int cluster_name_ours(const emr_call_t *c, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (!n)
+        return 0;
+    return (n >= EMR_SUFFIX_LEN && !strcmp(name + n - EMR_SUFFIX_LEN, c->suffix)) ||
+           !strcmp(name, c->name);
+}
 
 static json_t *list_clusters_body(const emr_call_t *c)
 {
@@ -71,6 +126,19 @@ static json_t *list_clusters_body(const emr_call_t *c)
     return b;
 }
 
+static void on_candidate(emr_call_t *c, json_t *reply);
+
+/* Describes this page's next candidate, or moves on to the next page. */
+static void next_candidate(emr_call_t *c)
+{
+    if (c->cand_i < json_array_size(c->candidates)) {
+        const char *id = json_string_value(json_array_get(c->candidates, c->cand_i));
+        emr_continue(c, "DescribeCluster", json_pack("{s:s}", "ClusterId", id), 1, on_candidate);
+    } else {
+        next_page(c, "ListClusters", list_clusters_body, on_list_clusters);
+    }
+}
+
 static void on_candidate(emr_call_t *c, json_t *reply)
 {
     const json_t *cl = json_object_get(reply, "Cluster");
@@ -80,19 +148,19 @@ static void on_candidate(emr_call_t *c, json_t *reply)
         return;
     }
     const char *tag = emr_cluster_tag(cl, EMR_TAG_RUN_KEY);
-    if (tag && !strcmp(tag, c->marker)) {
-        emr_set_str(&c->cluster_id, id);
-        bt_info("emr: %s: adopted cluster %s (tagged with this run key)", c->run_key, id);
-        emr_cluster_verdict(c, cl);
-        return;
-    }
     c->cand_i++;
-    if (c->cand_i < json_array_size(c->candidates)) {
-        id = json_string_value(json_array_get(c->candidates, c->cand_i));
-        emr_continue(c, "DescribeCluster", json_pack("{s:s}", "ClusterId", id), 1, on_candidate);
-    } else {
-        next_page(c, "ListClusters", list_clusters_body, on_list_clusters);
+    if (tag && !strcmp(tag, c->marker)) {
+        const json_t *status = json_object_get(cl, "Status");
+        if (sweeping(c)) {
+            add_twin(c, id, emr_created_ms(status), emr_str(status, "State"));
+        } else {
+            emr_set_str(&c->cluster_id, id);
+            bt_info("emr: %s: adopted cluster %s (tagged with this run key)", c->run_key, id);
+            emr_cluster_verdict(c, cl);
+            return;
+        }
     }
+    next_candidate(c);
 }
 
 static void on_list_clusters(emr_call_t *c, json_t *reply)
@@ -112,17 +180,11 @@ static void on_list_clusters(emr_call_t *c, json_t *reply)
     c->cand_i = 0;
     json_array_foreach(list, i, cl) {
         const char *name = emr_str(cl, "Name"), *id = emr_str(cl, "Id");
-        if (name && id && *id && !strcmp(name, c->name))
+        if (id && *id && cluster_name_ours(c, name))
             json_array_append_new(c->candidates, json_string(id));
     }
-    if (!take_marker(c, reply, "ListClusters"))
-        return;
-    if (json_array_size(c->candidates)) {
-        const char *id = json_string_value(json_array_get(c->candidates, 0));
-        emr_continue(c, "DescribeCluster", json_pack("{s:s}", "ClusterId", id), 1, on_candidate);
-    } else {
-        next_page(c, "ListClusters", list_clusters_body, on_list_clusters);
-    }
+    if (take_marker(c, reply, "ListClusters"))
+        next_candidate(c);
 }
 
 bt_err_t emr_adopt_cluster(emr_call_t *c)
@@ -158,18 +220,21 @@ static void on_list_steps(emr_call_t *c, json_t *reply)
     }
     json_array_foreach(list, i, st) {
         const char *name = emr_str(st, "Name"), *id = emr_str(st, "Id");
+        const json_t *status = json_object_get(st, "Status");
+        int64_t created = emr_created_ms(status);
         if (name && id && *id && ends_with_marker(name, c->marker)) {
+            if (sweeping(c)) {
+                add_twin(c, id, created, emr_str(status, "State"));
+                continue;
+            }
             emr_set_str(&c->step_id, id);
             bt_info("emr: %s: adopted step %s on %s (named with this run key)", c->run_key, id,
                     c->cluster_id);
             emr_step_verdict(c, st);
             return;
         }
-        int64_t created = emr_created_ms(json_object_get(st, "Status"));
         if (created >= 0 && created < oldest) {
-            /* newest first: everything from here on is older than us */
-            bt_info("emr: %s: no step carries this run key; submitting", c->run_key);
-            emr_finish(c, BT_OP_NOT_FOUND);
+            walk_over(c); /* newest first: everything from here on is older than us */
             return;
         }
     }
@@ -180,8 +245,112 @@ static void on_list_steps(emr_call_t *c, json_t *reply)
 bt_err_t emr_adopt_step(emr_call_t *c)
 {
     if (!c->cluster_id) {
-        emr_fail(c, "bad_spec", "emr_add_step: cluster_id is empty");
+        if (sweeping(c))
+            emr_finish(c, BT_OP_SUCCESS);
+        else
+            emr_fail(c, "bad_spec", "emr_add_step: cluster_id is empty");
         return BT_OK;
     }
     return emr_send(c, "ListSteps", list_steps_body(c), 1, on_list_steps);
+}
+
+/* ------------------------------------------------------------ the sweep */
+
+static int twin_ending(const char *state)
+{
+    return !strcmp(state, "TERMINATING") || !strcmp(state, "TERMINATED") ||
+           !strcmp(state, "TERMINATED_WITH_ERRORS") || !strcmp(state, "CANCELLED") ||
+           !strcmp(state, "CANCEL_PENDING") || !strcmp(state, "FAILED") ||
+           !strcmp(state, "COMPLETED") || !strcmp(state, "INTERRUPTED");
+}
+
+static int is_step(const emr_call_t *c)
+{
+    return c->which == OP(EMR_ADD_STEP);
+}
+
+/* The twin kept: the first created while the attempt runs, else the one the
+ * attempt recorded (`recorded`, when it is among them). */
+static const emr_twin_t *twin_kept(const emr_call_t *c, const char *recorded)
+{
+    const emr_twin_t *first = &c->twins[0];
+    for (size_t i = 0; i < c->ntwins; i++) {
+        const emr_twin_t *t = &c->twins[i];
+        if (!c->keep_first && recorded && !strcmp(t->id, recorded))
+            return t;
+        if (t->created_ms < first->created_ms ||
+            (t->created_ms == first->created_ms && strcmp(t->id, first->id) < 0))
+            first = t;
+    }
+    return first;
+}
+
+/* The answer: SUCCESS with the kept one's id and, when twins were
+ * cancelled, which ones in the detail. */
+static void sweep_answer(emr_call_t *c, const char *kept)
+{
+    if (c->cancelled) {
+        char detail[900] = "";
+        size_t n = 0;
+        for (size_t i = 0; i < c->ntwins && n < sizeof detail - 1; i++)
+            if (strcmp(c->twins[i].id, kept))
+                n += (size_t)snprintf(detail + n, sizeof detail - n, "%s%s (%s)", n ? ", " : "",
+                                      c->twins[i].id, c->twins[i].state);
+        emr_set_str(&c->detail, detail);
+    }
+    emr_finish(c, BT_OP_SUCCESS);
+}
+
+static void on_twin_cancelled(emr_call_t *c, json_t *reply)
+{
+    (void)reply;
+    if (is_step(c)) {
+        sweep_answer(c, c->step_id);
+        return;
+    }
+    /* clusters: one TerminateJobFlows each, the next one now */
+    sweep_decide(c);
+}
+
+/* Cancels the twins that are neither kept nor ending already: the steps in
+ * one CancelSteps, the clusters one at a time (cancel_i walks them). */
+static void sweep_decide(emr_call_t *c)
+{
+    char **kept = is_step(c) ? &c->step_id : &c->cluster_id;
+    if (!c->ntwins) {
+        emr_finish(c, BT_OP_SUCCESS); /* not even ours is listed (yet): nothing to judge */
+        return;
+    }
+    if (c->cancel_i == 0) {
+        const emr_twin_t *k = twin_kept(c, *kept);
+        if (*kept && strcmp(*kept, k->id))
+            bt_warn("emr: %s: keeping %s, created first, instead of %s", c->run_key, k->id,
+                    *kept);
+        emr_set_str(kept, k->id);
+        emr_set_state(c, k->state);
+    }
+    json_t *ids = json_array();
+    while (ids && c->cancel_i < c->ntwins) {
+        const emr_twin_t *t = &c->twins[c->cancel_i++];
+        if (!strcmp(t->id, *kept) || twin_ending(t->state))
+            continue;
+        bt_warn("emr: %s: %s %s carries this run key too (%s): cancelling it", c->run_key,
+                is_step(c) ? "step" : "cluster", t->id, t->state);
+        c->cancelled++;
+        json_array_append_new(ids, json_string(t->id));
+        if (!is_step(c))
+            break;
+    }
+    if (!json_array_size(ids)) {
+        json_decref(ids);
+        sweep_answer(c, *kept);
+    } else if (is_step(c)) {
+        emr_continue(c, "CancelSteps",
+                     json_pack("{s:s, s:o, s:s}", "ClusterId", c->cluster_id, "StepIds", ids,
+                               "StepCancellationOption", "SEND_INTERRUPT"),
+                     1, on_twin_cancelled);
+    } else {
+        emr_continue(c, "TerminateJobFlows", json_pack("{s:o}", "JobFlowIds", ids), 1,
+                     on_twin_cancelled);
+    }
 }

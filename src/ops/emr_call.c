@@ -15,7 +15,10 @@
  *   429, 5xx, Throttling*    -> TRANSIENT (after the transport's retries)
  *   ExpiredToken*            -> TRANSIENT, cached credentials dropped
  *   other 4xx                -> FAILED, error_code = the __type's short name
- *   no answer                -> TRANSIENT (a submit is then looked up first) */
+ *   no answer                -> TRANSIENT (a submit is then looked up first)
+ *   nothing sent, or only    -> NOT_SENT (the gate refused a side effect, or
+ *   refusals before any work    every attempt was throttled: resubmitting
+ *                               needs no lookup) */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +42,7 @@ void emr_call_free(emr_call_t *c)
     free(c->cluster_id);
     free(c->step_id);
     free(c->name);
+    free(c->sent_name);
     json_decref(c->body);
     json_decref(c->candidates);
     free(c->page_marker);
@@ -124,7 +128,8 @@ static void deliver(emr_call_t *c)
                         .message = c->msg,
                         .detail = c->detail,
                         .remote_state = c->state,
-                        .retry_after_ms = c->retry_after_ms};
+                        .retry_after_ms = c->retry_after_ms,
+                        .duplicates = c->cancelled};
     utf8_fix(c->msg);
     utf8_fix(c->detail);
     utf8_fix(c->state);
@@ -211,14 +216,23 @@ void emr_fail(emr_call_t *c, const char *code, const char *fmt, ...)
     emr_finish(c, BT_OP_FAILED);
 }
 
-static void transient(emr_call_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void transient(emr_call_t *c, const char *fmt, ...)
+/* Ask again later: TRANSIENT, or NOT_SENT when nothing can have happened. */
+static void again(emr_call_t *c, int unsent, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void again(emr_call_t *c, int unsent, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vset(&c->msg, fmt, ap);
     va_end(ap);
-    emr_finish(c, BT_OP_TRANSIENT);
+    emr_finish(c, unsent ? BT_OP_NOT_SENT : BT_OP_TRANSIENT);
+}
+
+/* The operations that change what runs (side effects for the transport). */
+static int changes_state(const char *op)
+{
+    return !strcmp(op, "RunJobFlow") || !strcmp(op, "AddJobFlowSteps") ||
+           !strcmp(op, "TerminateJobFlows") || !strcmp(op, "CancelSteps");
 }
 
 /* ------------------------------------------------------------ requests */
@@ -232,8 +246,9 @@ static void on_http(bt_err_t err, const bt_http_response_t *res, void *arg)
     }
     c->where = W_NONE;
     if (err != BT_OK || !res || res->status == 0) {
-        transient(c, "%s: no answer from EMR: %s", c->op,
-                  res && res->error ? res->error : bt_strerror(err));
+        again(c, res && res->unsent, "%s: %s: %s", c->op,
+              res && res->unsent ? "not sent" : "no answer from EMR",
+              res && res->error ? res->error : bt_strerror(err));
         return;
     }
     if (res->status >= 200 && res->status < 300) {
@@ -260,10 +275,10 @@ static void on_http(bt_err_t err, const bt_http_response_t *res, void *arg)
     const char *what = ae.message[0] ? ae.message : "(no message)";
     if (res->status == 429 || res->status >= 500 || emr_is_throttling(ae.type)) {
         c->retry_after_ms = res->retry_after_ms;
-        transient(c, "%s: HTTP %ld %s: %s", c->op, res->status, ae.type, what);
+        again(c, res->unsent, "%s: HTTP %ld %s: %s", c->op, res->status, ae.type, what);
     } else if (emr_is_expired_token(ae.type)) {
         bt_aws_creds_invalidate(c->e->creds);
-        transient(c, "%s: %s: %s", c->op, ae.type, what);
+        again(c, 1, "%s: %s: %s", c->op, ae.type, what); /* refused: nothing done */
     } else {
         char code[112];
         if (ae.type[0])
@@ -285,11 +300,11 @@ static void on_creds(bt_err_t err, const bt_aws_credentials_t *cr, const char *w
         if (c->kind == EMR_K_SUBMIT)
             emr_fail(c, "no_credentials", "no AWS credentials: %s", why);
         else
-            transient(c, "no AWS credentials: %s", why);
+            again(c, 1, "no AWS credentials: %s", why);
         return;
     }
     if (cr->session_token && cr->session_token[strcspn(cr->session_token, "\r\n")]) {
-        transient(c, "the AWS session token (from %s) is not one line", cr->source);
+        again(c, 1, "the AWS session token (from %s) is not one line", cr->source);
         return;
     }
     char url[1100], target[128], sigv4[96], *token = NULL;
@@ -305,7 +320,7 @@ static void on_creds(bt_err_t err, const bt_aws_credentials_t *cr, const char *w
     headers[2] = token;
     if (!payload || (cr->session_token && !token)) {
         free(payload);
-        transient(c, "%s: out of memory", c->op);
+        again(c, 1, "%s: out of memory", c->op);
         return;
     }
     bt_http_request_t req = {.method = "POST",
@@ -317,6 +332,7 @@ static void on_creds(bt_err_t err, const bt_aws_credentials_t *cr, const char *w
                              .aws_access_key = cr->access_key_id,
                              .aws_secret_key = cr->secret_access_key,
                              .idempotent = c->idempotent,
+                             .side_effect = changes_state(c->op),
                              .aws_throttling = 1,
                              .insecure = e->insecure};
     bt_err_t herr = bt_http_request(e->http, &req, on_http, c);
@@ -328,7 +344,7 @@ static void on_creds(bt_err_t err, const bt_aws_credentials_t *cr, const char *w
     json_decref(c->body); /* the transport has its own copy */
     c->body = NULL;
     if (herr != BT_OK)
-        transient(c, "%s: cannot send: %s", c->op, bt_strerror(herr));
+        again(c, 1, "%s: cannot send: %s", c->op, bt_strerror(herr));
     else
         c->where = W_HTTP;
 }
@@ -352,7 +368,7 @@ void emr_continue(emr_call_t *c, const char *op, json_t *body, int idempotent, e
 {
     bt_err_t err = emr_send(c, op, body, idempotent, next);
     if (err != BT_OK)
-        transient(c, "%s: cannot send: %s", op, bt_strerror(err));
+        again(c, 1, "%s: cannot send: %s", op, bt_strerror(err));
 }
 
 /* ------------------------------------------------------------ verdicts */

@@ -14,6 +14,8 @@
 #define EMR_NAME_MAX 256                    /* EMR's limit on names and tag values */
 #define EMR_ADOPT_SLACK_MS (5 * 60 * 1000)  /* clock skew allowed when listing */
 #define EMR_ADOPT_MAX_PAGES 200
+#define EMR_SUFFIX_LEN 22                   /* " [bt:" + 16 hex digits + "]" */
+#define EMR_SWEEP_MAX 32                    /* twins one sweep may look at */
 
 typedef struct emr emr_t;
 typedef struct emr_call emr_call_t;
@@ -49,7 +51,14 @@ struct emr {
 /* Called with the JSON object of a 2xx answer; errors never get here. */
 typedef void (*emr_next_fn)(emr_call_t *c, json_t *reply);
 
-enum { EMR_K_SUBMIT, EMR_K_LOOKUP, EMR_K_POLL, EMR_K_CANCEL };
+enum { EMR_K_SUBMIT, EMR_K_LOOKUP, EMR_K_POLL, EMR_K_CANCEL, EMR_K_SWEEP };
+
+/* One resource carrying the run key, found by a sweep. */
+typedef struct emr_twin {
+    char id[72];
+    int64_t created_ms;
+    char state[32];
+} emr_twin_t;
 
 /* One operator call, from the entry point to its one answer. It may take
  * several EMR requests (adoption pages through lists). */
@@ -68,7 +77,9 @@ struct emr_call {
     char region[40];
     char *endpoint;           /* base URL, no trailing '/' */
     char *cluster_id, *step_id;
-    char *name;               /* cluster name, or the full step name */
+    char *name;               /* the user's cluster name, or the full step name */
+    char *sent_name;          /* the cluster name as sent: name + suffix */
+    char suffix[EMR_SUFFIX_LEN + 1];
     int wait;                 /* wait_until_ready / wait_for_completion */
     char **targets;           /* emr_wait_cluster */
     size_t ntargets;
@@ -85,6 +96,12 @@ struct emr_call {
     size_t cand_i;
     char *page_marker;
     unsigned pages;
+
+    /* sweep: every resource with our key, the one kept, those cancelled */
+    emr_twin_t twins[EMR_SWEEP_MAX];
+    size_t ntwins, cancel_i;
+    int keep_first;           /* the attempt runs: keep the first created */
+    unsigned cancelled;
 
     /* the answer */
     bt_op_status_t st;
@@ -111,15 +128,18 @@ void emr_set_state(emr_call_t *c, const char *state);
 void emr_cluster_verdict(emr_call_t *c, const json_t *cluster);
 void emr_step_verdict(emr_call_t *c, const json_t *step);
 
-/* emr_adopt.c: lookup after a takeover */
+/* emr_adopt.c: lookup after a takeover, and (kind EMR_K_SWEEP) the
+ * duplicate sweep, which walks the same lists */
 bt_err_t emr_adopt_cluster(emr_call_t *c);
 bt_err_t emr_adopt_step(emr_call_t *c);
 
 /* emr_json.c */
 void emr_key_marker(const char *run_key, char out[EMR_MARKER_MAX + 1]);
+void emr_cluster_suffix(const char *run_key, char out[EMR_SUFFIX_LEN + 1]);
+void emr_cluster_name(const char *name, const char *run_key, char *out, size_t len);
 void emr_step_name(const char *name, const char *marker, char *out, size_t len);
-json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *marker, char *err,
-                              size_t errlen);
+json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *name,
+                              const char *marker, char *err, size_t errlen);
 json_t *emr_add_steps_body(const Baton__V1__EmrAddStep *s, const char *step_name, char *err,
                            size_t errlen);
 

@@ -34,6 +34,33 @@ void emr_key_marker(const char *run_key, char out[EMR_MARKER_MAX + 1])
     snprintf(out, EMR_MARKER_MAX + 1, "%.*s#%016llx", (int)keep, run_key, (unsigned long long)h);
 }
 
+/* " [bt:<16 hex digits>]": a hash of the run key that ends every cluster
+ * name. ListClusters returns names, not tags, so a lookup describes only
+ * the clusters that end in its suffix (the tag confirms), never every
+ * cluster that shares the user's name (40 manual runs of "nightly-..."
+ * made hundreds of DescribeCluster calls at a takeover). */
+void emr_cluster_suffix(const char *run_key, char out[EMR_SUFFIX_LEN + 1])
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
+    for (const unsigned char *p = (const unsigned char *)run_key; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    snprintf(out, EMR_SUFFIX_LEN + 1, " [bt:%016llx]", (unsigned long long)h);
+}
+
+/* "<name> [bt:<hash>]", the name shortened to fit EMR's 256 characters. */
+void emr_cluster_name(const char *name, const char *run_key, char *out, size_t len)
+{
+    char suffix[EMR_SUFFIX_LEN + 1];
+    size_t n = strlen(name), room = (len - 1 < EMR_NAME_MAX ? len - 1 : EMR_NAME_MAX);
+    emr_cluster_suffix(run_key, suffix);
+    if (n > room - EMR_SUFFIX_LEN) {
+        n = room - EMR_SUFFIX_LEN;
+        while (n && ((unsigned char)name[n] & 0xC0) == 0x80)
+            n--;
+    }
+    snprintf(out, len, "%.*s%s", (int)n, name, suffix);
+}
+
 /* "<name> [<marker>]", the name shortened to fit EMR's 256 characters. */
 void emr_step_name(const char *name, const char *marker, char *out, size_t len)
 {
@@ -174,8 +201,8 @@ static json_t *configurations(jb_t *b, const char *text)
     return j;
 }
 
-json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *marker, char *err,
-                              size_t errlen)
+json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *name,
+                              const char *marker, char *err, size_t errlen)
 {
     jb_t b = {.err = err, .errlen = errlen};
     json_t *o = json_object(), *apps = json_array(), *boot = json_array(), *tags = json_array();
@@ -187,7 +214,7 @@ json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    put_str(&b, o, "Name", s->name);
+    put_str(&b, o, "Name", name);
     put_str(&b, o, "ReleaseLabel", s->release_label);
     for (size_t i = 0; i < s->n_applications; i++) {
         json_t *a = json_object();
@@ -207,9 +234,9 @@ json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *
     for (size_t i = 0; i < s->n_bootstrap_actions; i++) {
         const Baton__V1__EmrBootstrapAction *ba = s->bootstrap_actions[i];
         json_t *a = json_object(), *script = json_object();
-        char name[32];
-        snprintf(name, sizeof name, "bootstrap-%zu", i + 1);
-        put_str(&b, a, "Name", ba->name && *ba->name ? ba->name : name);
+        char dflt[32];
+        snprintf(dflt, sizeof dflt, "bootstrap-%zu", i + 1);
+        put_str(&b, a, "Name", ba->name && *ba->name ? ba->name : dflt);
         put_str(&b, script, "Path", ba->path);
         json_object_set_new(script, "Args", str_array(&b, "bootstrap_actions.args", ba->args,
                                                       ba->n_args));

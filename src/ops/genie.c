@@ -81,8 +81,9 @@ void bt_genie_finish(bt_genie_req_t *r, bt_op_status_t st, const char *code, con
     h.remote_state = r->state;
     if (r->is_job)
         h.genie_job_id = r->id;
+    int no_handle = st == BT_OP_TRANSIENT || st == BT_OP_NOT_FOUND || st == BT_OP_NOT_SENT;
     bt_op_result_t res = {.status = st,
-                          .handle = st == BT_OP_TRANSIENT || st == BT_OP_NOT_FOUND ? NULL : &h,
+                          .handle = no_handle ? NULL : &h,
                           .error_code = code,
                           .message = msg,
                           .detail = detail,
@@ -151,6 +152,8 @@ bt_err_t bt_genie_send(bt_genie_req_t *r, const bt_genie_send_t *o)
         .max_attempts = o->max_attempts,
         .retry_budget_ms = o->budget_ms,
         .idempotent = o->idempotent,
+        /* POST creates, PATCH changes a cluster, DELETE kills a job */
+        .side_effect = strcmp(o->method, "GET") != 0,
         .insecure = g->insecure,
     };
     bt_err_t e = bt_http_request(g->http, &req, on_http, r);
@@ -175,7 +178,9 @@ static void finish_transient(bt_genie_req_t *r, bt_err_t err, const bt_http_resp
     snprintf(msg, sizeof msg, "genie: %s %s: %s", r->is_job ? "job" : "cluster", r->id, why);
     bt_info("%s; will ask again", msg);
     r->retry_after_ms = res ? res->retry_after_ms : 0;
-    bt_genie_finish(r, BT_OP_TRANSIENT, NULL, msg, NULL, NULL, NULL);
+    /* nothing sent, or refused before any work: a definite outcome */
+    bt_genie_finish(r, res && res->unsent ? BT_OP_NOT_SENT : BT_OP_TRANSIENT, NULL, msg, NULL,
+                    NULL, NULL);
 }
 
 void bt_genie_finish_rejected(bt_genie_req_t *r, const char *what, const bt_http_response_t *res)

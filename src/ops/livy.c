@@ -76,7 +76,8 @@ lv_call_t *lv_call_new(lv_t *lv, lv_op_t op, int session, const bt_op_call_t *ca
     c->arg = call->arg;
     c->id = c->stmt_id = -1;
     const Baton__V1__RemoteHandle *h = call->run->handle;
-    if (h && (op == LV_POLL || op == LV_CANCEL)) { /* submit and lookup start from nothing */
+    c->keep_first = call->run->state == BATON__V1__TASK_STATE__TASK_STATE_RUNNING;
+    if (h && (op == LV_POLL || op == LV_CANCEL || op == LV_SWEEP)) { /* submit, lookup: none */
         c->id = session ? h->livy_session_id : h->livy_batch_id;
         c->stmt_id = session ? h->livy_statement_id : -1;
     }
@@ -117,6 +118,7 @@ void lv_done(lv_call_t *c)
         .remote_state = c->remote_state,
         .retry_after_ms = c->retry_after_ms,
         .n_outputs = c->n_out,
+        .duplicates = c->cancelled,
     };
     for (size_t i = 0; i < c->n_out; i++) {
         r.output_keys[i] = c->keys[i];
@@ -227,6 +229,7 @@ static bt_err_t send_v(lv_call_t *c, const char *method, const char *body, lv_st
         .retry_budget_ms = 20000,
         /* a POST creates something; GET and DELETE may be repeated */
         .idempotent = strcmp(method, "POST") != 0,
+        .side_effect = !get, /* POST creates, DELETE kills */
         .max_body = LV_MAX_BODY,
     };
     c->step = step;
@@ -254,7 +257,7 @@ void lv_chain(lv_call_t *c, const char *method, const char *body, lv_step_fn ste
     bt_err_t e = send_v(c, method, body, step, path_fmt, ap);
     va_end(ap);
     if (e != BT_OK) {
-        lv_set(c, BT_OP_TRANSIENT, NULL, "cannot send %s to Livy: %s", method, bt_strerror(e));
+        lv_set(c, BT_OP_NOT_SENT, NULL, "cannot send %s to Livy: %s", method, bt_strerror(e));
         lv_done(c);
     }
 }
@@ -285,12 +288,13 @@ int lv_trouble(lv_call_t *c, bt_err_t err, const bt_http_response_t *res, const 
     char msg[256];
     if (err == BT_OK && res->status != 429 && res->status < 500)
         return 0;
+    /* nothing sent, or only refusals before any work: a definite outcome */
+    bt_op_status_t st = res->unsent ? BT_OP_NOT_SENT : BT_OP_TRANSIENT;
     if (err != BT_OK) {
-        lv_set(c, BT_OP_TRANSIENT, NULL, "%s: %s", what,
-               res->error ? res->error : bt_strerror(err));
+        lv_set(c, st, NULL, "%s: %s", what, res->error ? res->error : bt_strerror(err));
     } else {
         lv_refusal(res, msg, sizeof msg);
-        lv_set(c, BT_OP_TRANSIENT, NULL, "%s: HTTP %ld: %s", what, res->status, msg);
+        lv_set(c, st, NULL, "%s: HTTP %ld: %s", what, res->status, msg);
     }
     c->retry_after_ms = res->retry_after_ms;
     bt_info("livy: %s: %s (will ask again)", c->run_key, c->message);
@@ -357,6 +361,67 @@ const char *lv_tail(const char *text, size_t max)
 
 /* ------------------------------------------------------------ lookup by name */
 
+static void sweep_next(lv_call_t *c);
+
+static void on_twin_deleted(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+{
+    if (err != BT_OK || !((res->status >= 200 && res->status < 300) || res->status == 404))
+        bt_warn("livy: %s: deleting a twin failed (%s); the next sweep tries again", c->run_key,
+                err != BT_OK ? bt_strerror(err) : "HTTP error");
+    sweep_next(c);
+}
+
+static int state_ended(const char *s)
+{
+    return !strcmp(s, "success") || !strcmp(s, "dead") || !strcmp(s, "killed") ||
+           !strcmp(s, "error") || !strcmp(s, "shutting_down");
+}
+
+/* Deletes the next twin not kept that has not ended, then answers. */
+static void sweep_next(lv_call_t *c)
+{
+    const char *coll = c->session ? "sessions" : "batches";
+    while (c->twin_i < c->ntwins) {
+        size_t i = c->twin_i++;
+        if (c->twin_ids[i] == c->id || state_ended(c->twin_states[i]))
+            continue;
+        bt_warn("livy: %s: %s %lld carries this name too (%s): deleting it", c->run_key,
+                c->session ? "session" : "batch", (long long)c->twin_ids[i], c->twin_states[i]);
+        c->cancelled++;
+        return lv_chain(c, "DELETE", NULL, on_twin_deleted, "/%s/%lld", coll,
+                        (long long)c->twin_ids[i]);
+    }
+    c->status = BT_OP_SUCCESS;
+    if (c->cancelled)
+        lv_set_detail(c, "twins named after this run key were deleted");
+    lv_done(c);
+}
+
+/* Which twin stays: the first created (lowest id) while the attempt runs,
+ * else the recorded one, when it is among them. */
+static void sweep_decide(lv_call_t *c)
+{
+    size_t keep = 0;
+    int recorded = 0;
+    for (size_t i = 0; i < c->ntwins; i++) {
+        if (!c->keep_first && c->twin_ids[i] == c->id)
+            recorded = 1, keep = i;
+        if (!recorded && c->twin_ids[i] < c->twin_ids[keep])
+            keep = i;
+    }
+    if (!c->ntwins) { /* not even ours is listed (yet): nothing to judge */
+        c->status = BT_OP_SUCCESS;
+        return lv_done(c);
+    }
+    if (c->id >= 0 && c->twin_ids[keep] != c->id)
+        bt_warn("livy: %s: keeping %lld, created first, instead of %lld", c->run_key,
+                (long long)c->twin_ids[keep], (long long)c->id);
+    c->id = c->twin_ids[keep];
+    lv_set_state(c, c->twin_states[keep]);
+    c->twin_i = 0;
+    sweep_next(c);
+}
+
 static void lookup_page(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
 {
     const char *coll = c->session ? "sessions" : "batches";
@@ -391,6 +456,13 @@ static void lookup_page(lv_call_t *c, bt_err_t err, const bt_http_response_t *re
         if (!name || strcmp(name, c->run_key))
             continue; /* unnamed sessions are somebody else's */
         const char *state = json_string_value(json_object_get(s, "state"));
+        if (c->op == LV_SWEEP) {
+            if (lv_json_id(s, "id") >= 0 && state && c->ntwins < LV_SWEEP_MAX) {
+                c->twin_ids[c->ntwins] = lv_json_id(s, "id");
+                snprintf(c->twin_states[c->ntwins++], sizeof c->twin_states[0], "%s", state);
+            }
+            continue; /* all of them, to the last page */
+        }
         c->id = lv_json_id(s, "id");
         if (c->id < 0 || !state) {
             json_decref(j);
@@ -420,6 +492,8 @@ static void lookup_page(lv_call_t *c, bt_err_t err, const bt_http_response_t *re
         return lv_chain(c, "GET", NULL, lookup_page, "/%s?from=%lld&size=%d", coll,
                         (long long)next, LV_PAGE);
     }
+    if (c->op == LV_SWEEP)
+        return sweep_decide(c);
     if (c->op == LV_SUBMIT)
         /* Livy said the name exists, and now it does not: ask again later */
         lv_set(c, BT_OP_TRANSIENT, NULL, "Livy refused a duplicate name it does not list");
@@ -518,6 +592,12 @@ bt_err_t lv_start_lookup(lv_t *lv, int session, const bt_op_call_t *call)
 {
     lv_call_t *c = lv_call_new(lv, LV_LOOKUP, session, call);
     return c ? lv_started(c, lv_lookup(c, adopt)) : BT_E_NOMEM;
+}
+
+bt_err_t lv_start_sweep(lv_t *lv, int session, const bt_op_call_t *call)
+{
+    lv_call_t *c = lv_call_new(lv, LV_SWEEP, session, call);
+    return c ? lv_started(c, lv_lookup(c, NULL)) : BT_E_NOMEM;
 }
 
 lv_call_t *lv_cancel_call(lv_t *lv, int session, const bt_op_call_t *call, bt_err_t *e)
@@ -685,6 +765,7 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
         .lookup = bt_livy_batch_lookup,
         .poll = bt_livy_batch_poll,
         .cancel = bt_livy_batch_cancel,
+        .sweep = bt_livy_batch_sweep,
         .ctx = lv,
     };
     lv->statement = (bt_operator_t){
@@ -696,6 +777,7 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
         .lookup = bt_livy_statement_lookup,
         .poll = bt_livy_statement_poll,
         .cancel = bt_livy_statement_cancel,
+        .sweep = bt_livy_statement_sweep,
         .ctx = lv,
     };
     out[(*n)++] = &lv->batch;

@@ -88,6 +88,11 @@ bt_err_t bt_livy_batch_lookup(void *ctx, const bt_op_call_t *call)
     return lv_start_lookup(ctx, 0, call);
 }
 
+bt_err_t bt_livy_batch_sweep(void *ctx, const bt_op_call_t *call)
+{
+    return lv_start_sweep(ctx, 0, call);
+}
+
 /* ------------------------------------------------------------ poll */
 
 static void on_info(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)

@@ -32,7 +32,9 @@ struct lv {
     lv_call_t *calls;           /* every call still owing its answer */
 };
 
-typedef enum lv_op { LV_SUBMIT, LV_LOOKUP, LV_POLL, LV_CANCEL } lv_op_t;
+typedef enum lv_op { LV_SUBMIT, LV_LOOKUP, LV_POLL, LV_CANCEL, LV_SWEEP } lv_op_t;
+
+#define LV_SWEEP_MAX 32          /* twins one sweep may look at */
 
 struct lv_call {
     lv_call_t *prev, *next;
@@ -52,6 +54,12 @@ struct lv_call {
     lv_then_fn found;           /* lookup: what to do once id is known */
     lv_known_fn known;          /* submit: the states a new one may be in (NULL: any) */
     int log_tail_asked;         /* log: the second (tail) page was asked for */
+    /* sweep: every batch or session with our name (ids rise with creation) */
+    int64_t twin_ids[LV_SWEEP_MAX];
+    char twin_states[LV_SWEEP_MAX][24];
+    size_t ntwins, twin_i;
+    int keep_first;             /* the attempt runs: keep the first created */
+    unsigned cancelled;
     /* the answer being built */
     bt_op_status_t status;
     const char *error_code;
@@ -110,6 +118,11 @@ bt_err_t lv_submit(lv_call_t *c, char *body, lv_known_fn known);
  * through GET /batches or /sessions, and adopts it (RUNNING); none ->
  * NOT_FOUND. */
 bt_err_t lv_start_lookup(lv_t *lv, int session, const bt_op_call_t *call);
+/* sweep: pages through every batch or session, finds all named after the
+ * run key, keeps one (the lowest id, i.e. the first created, while the
+ * attempt runs, else the recorded one) and deletes the others that have
+ * not ended; SUCCESS with the kept id and `duplicates`. */
+bt_err_t lv_start_sweep(lv_t *lv, int session, const bt_op_call_t *call);
 /* cancel: the call, or NULL with *e set: BT_E_NOMEM, or BT_OK when there
  * is nothing to cancel (no id: answered SUCCESS from the loop). */
 lv_call_t *lv_cancel_call(lv_t *lv, int session, const bt_op_call_t *call, bt_err_t *e);
@@ -129,6 +142,8 @@ bt_err_t bt_livy_batch_submit(void *ctx, const bt_op_call_t *call);
 bt_err_t bt_livy_batch_lookup(void *ctx, const bt_op_call_t *call);
 bt_err_t bt_livy_batch_poll(void *ctx, const bt_op_call_t *call);
 bt_err_t bt_livy_batch_cancel(void *ctx, const bt_op_call_t *call);
+bt_err_t bt_livy_batch_sweep(void *ctx, const bt_op_call_t *call);
+bt_err_t bt_livy_statement_sweep(void *ctx, const bt_op_call_t *call);
 bt_err_t bt_livy_statement_submit(void *ctx, const bt_op_call_t *call);
 bt_err_t bt_livy_statement_lookup(void *ctx, const bt_op_call_t *call);
 bt_err_t bt_livy_statement_poll(void *ctx, const bt_op_call_t *call);

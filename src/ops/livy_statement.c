@@ -318,6 +318,11 @@ bt_err_t bt_livy_statement_lookup(void *ctx, const bt_op_call_t *call)
     return lv_start_lookup(ctx, 1, call);
 }
 
+bt_err_t bt_livy_statement_sweep(void *ctx, const bt_op_call_t *call)
+{
+    return lv_start_sweep(ctx, 1, call);
+}
+
 /* ------------------------------------------------------------ cancel */
 
 static void on_statement_cancelled(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)

@@ -62,7 +62,15 @@ struct task {
     bt_task_run_t *next_attempt; /* a retry's new attempt, until committed */
     int pending;                /* fenced writes in flight */
     int op_busy;                /* an operator call in flight */
+    /* Rule 4 of docs/failover.md: a submission whose outcome is unknown is
+     * looked up, and "not found" is believed only from a lookup that started
+     * once no earlier call (ours or a predecessor's) can still take effect,
+     * confirmed by a second one a settle time later. */
     int needs_lookup;           /* submitting, outcome unknown: look it up */
+    int64_t resolve_after_mono; /* monotonic ms: NOT_FOUND counts from here on */
+    int64_t not_found_mono;     /* start of the first NOT_FOUND that counted; 0: none */
+    int after_lookup;           /* submitted or adopted after a lookup: sweep for twins */
+    int64_t sweep_mono;         /* a sweep is due then (monotonic ms); 0: none */
     int64_t next_poll_ms;
     int64_t committed_ms;       /* when cur's write was known committed */
     int64_t wake_ms;            /* nothing to do before then (INT64_MAX: until an
@@ -83,13 +91,21 @@ struct run {
     char logical[40];           /* {{ run.logical_time }} */
 };
 
-/* An operator call or a write in flight. Calls are listed so stop/free can
- * orphan them: an answer for an old generation is dropped. */
+/* An operator call or a write in flight. A write belongs to the model's
+ * generation: an answer for an old one is dropped. A call belongs to the
+ * leader epoch: a pause or a reload detaches it from its task (task NULL),
+ * the next load attaches it again by run key, and its answer, parked if it
+ * comes in between, is applied then. Only a call of an earlier epoch is
+ * dropped. */
 typedef struct inflight {
     struct inflight *next, **prevp;
     bt_dispatcher_t *d;
     unsigned gen;
     task_t *task;
+    char *run_key;             /* calls: what they are attached by */
+    uint64_t epoch;            /* calls: the leadership that made them */
+    int64_t started_mono;      /* calls: when they began */
+    struct parked *parked;     /* calls: the answer, while detached */
     run_t *run;
     bt_task_run_t *rec;        /* a write's new record */
     bt_workflow_run_t *run_rec;
@@ -99,7 +115,11 @@ typedef struct inflight {
     int is_call;               /* an operator call, counted in op_calls[op] */
     size_t op;                 /* its operator's index in o.ops */
     int is_submit;             /* a submit or lookup call, counted in n_submits */
+    int is_side_effect;        /* submit, cancel, kill, sweep: a drain waits for it */
 } inflight_t;
+
+/* An operator's answer kept while its call is detached (calls.c). */
+typedef struct parked parked_t;
 
 struct bt_dispatcher {
     struct ev_loop *loop;
@@ -107,6 +127,26 @@ struct bt_dispatcher {
     uint64_t epoch;
     unsigned gen;
     int started, loaded, loading, reload_wanted;
+    int paused;                 /* suspended: no new work; answers still written */
+    unsigned epoch_loads;       /* loads under this epoch: the first is the takeover */
+    int inherited_clean;        /* the predecessor released cleanly (fence row) */
+    int64_t started_mono;       /* when this epoch's dispatching began */
+    size_t n_detached;          /* calls waiting to be attached again */
+    size_t n_side_effects;      /* side-effecting calls in flight */
+    size_t task_writes;         /* task writes in flight */
+    /* a reload keeps what it knows of unknown outcomes (run key -> when a
+     * NOT_FOUND starts to count) */
+    struct carry {
+        char *key;
+        int64_t resolve_after_mono;
+    } *carry;
+    size_t ncarry;
+    /* handing off: finish calls, mark unknown outcomes, then tell */
+    int draining, drain_over, drain_dirty, drain_marking;
+    void (*drain_done)(void *arg, int clean);
+    void *drain_arg;
+    ev_timer drain_timer;       /* the bound, then the last word */
+    int drain_cut;              /* the bound passed: side effects were cut off */
     int64_t next_sweep_ms;      /* when every task is looked at, dirty or not */
     int loads_left;
     ev_timer tick, config_poll;
@@ -157,6 +197,8 @@ void bt_disp_reload(bt_dispatcher_t *d, const char *why);
 int bt_disp_may_act(bt_dispatcher_t *d);
 inflight_t *bt_disp_inflight(bt_dispatcher_t *d, task_t *t, int kind);
 void bt_disp_inflight_done(inflight_t *f); /* unlinks and frees */
+/* A drain moves on when its calls and writes are answered. */
+void bt_disp_drain_check(bt_dispatcher_t *d);
 /* Handles a write outcome common to all writes: 1 when the caller may apply
  * it (BT_OK), 0 after a reload/step-down was arranged. */
 int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const char *what);
@@ -169,7 +211,29 @@ static inline void wake_at_ms(int64_t *wake, int64_t when)
         *wake = when;
 }
 
+/* calls.c: answers of detached calls, and Rule 4's clock */
+parked_t *bt_parked_new(const bt_op_result_t *res);
+void bt_parked_free(parked_t *p);
+const bt_op_result_t *bt_parked_result(const parked_t *p);
+/* Detaches every call from the model (before it is freed). */
+void bt_disp_detach_calls(bt_dispatcher_t *d);
+/* Attaches t to this epoch's call for its run key, if there is one: 1. */
+int bt_disp_attach_call(bt_dispatcher_t *d, task_t *t);
+/* Applies answers that were parked while their calls were detached. */
+void bt_disp_apply_parked(bt_dispatcher_t *d);
+/* Drops calls of other epochs' answers kept so far (a new leadership). */
+void bt_disp_drop_parked(bt_dispatcher_t *d);
+/* Wall-clock ms for a monotonic deadline (the turn sleeps in wall time). */
+int64_t bt_disp_wall_of(int64_t mono_ms);
+
 /* task_flow.c */
+void bt_task_op_result(inflight_t *f, const bt_op_result_t *res); /* applies, frees f */
+/* Rule 4 for a task a load finds in `submitting` (before any call of ours
+ * is attached to it); `carried` is what a reload kept for its key. */
+void bt_task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried);
+/* A drain: marks t outcome_unknown in its record when it is in
+ * `submitting` with an unknown outcome; 1 when a write was sent. */
+int bt_task_mark_unknown(bt_dispatcher_t *d, task_t *t);
 bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r);
 void bt_pb_set_str(char **slot, const char *v);
 /* One turn for one task; lowers *wake to when it next needs one. */

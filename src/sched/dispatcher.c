@@ -12,6 +12,7 @@
 #include "baton/trigger.h"
 #include "sched/dispatch.h"
 #include "sched/sched_runs.h"
+#include "util/container.h"
 
 /* ------------------------------------------------------------ plumbing */
 
@@ -26,7 +27,8 @@ uint64_t bt_disp_random(bt_dispatcher_t *d)
 
 int bt_disp_may_act(bt_dispatcher_t *d)
 {
-    return d->started && (!d->o.coord || bt_coord_may_dispatch(d->o.coord));
+    return d->started && !d->paused && !d->draining &&
+           (!d->o.coord || bt_coord_may_dispatch(d->o.coord));
 }
 
 void bt_disp_kick(bt_dispatcher_t *d)
@@ -57,11 +59,18 @@ inflight_t *bt_disp_inflight(bt_dispatcher_t *d, task_t *t, int kind)
 
 void bt_disp_inflight_done(inflight_t *f)
 {
+    bt_dispatcher_t *d = f->d;
     *f->prevp = f->next;
     if (f->next)
         f->next->prevp = f->prevp;
     if (f->is_submit)
         f->d->n_submits--;
+    if (f->is_call && !f->task)
+        d->n_detached--;
+    if (f->is_side_effect)
+        d->n_side_effects--;
+    free(f->run_key);
+    bt_parked_free(f->parked);
     if (f->is_call) {
         f->d->op_calls[f->op]--;
         f->d->stats.calls_in_flight--;
@@ -74,13 +83,24 @@ void bt_disp_inflight_done(inflight_t *f)
         baton__v1__task_spec__free_unpacked(f->rendered, NULL);
     if (f->call_run)
         baton__v1__task_run__free_unpacked(f->call_run, NULL);
+    int side_effect = f->is_side_effect;
     free(f);
+    if (side_effect && d->draining)
+        bt_disp_drain_check(d);
 }
 
 int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const char *what)
 {
     if (err == BT_OK)
         return 1;
+    if (d->draining) {
+        /* handing off: the successor reads what did commit; this drain
+         * just cannot vouch for it */
+        bt_warn("dispatch: %s write while handing off: %s%s%s", what, bt_strerror(err),
+                detail ? ": " : "", detail ? detail : "");
+        d->drain_dirty = 1;
+        return 0;
+    }
     if (err == BT_E_FENCED) {
         bt_warn("dispatch: %s write fenced: another node leads; stepping down", what);
         bt_dispatcher_stop(d);
@@ -195,9 +215,49 @@ static void reqs_free(bt_dispatcher_t *d)
 
 static void pools_clear(bt_dispatcher_t *d);
 
-/* Drops the model. In-flight answers of this generation are orphaned. */
+/* What a reload must not forget: when a NOT_FOUND may count again for a
+ * task whose own submission's outcome is unknown (Rule 4). */
+static void carry_unknown_outcomes(bt_dispatcher_t *d)
+{
+    int64_t mono = bt_mono_ms();
+    for (run_t *r = d->runs; r; r = r->next)
+        for (size_t i = 0; i < r->ntasks; i++) {
+            task_t *t = &r->tasks[i];
+            if (!t->needs_lookup || t->resolve_after_mono <= mono)
+                continue;
+            struct carry *c = realloc(d->carry, (d->ncarry + 1) * sizeof *c);
+            if (!c)
+                return;
+            d->carry = c;
+            if (!(c[d->ncarry].key = strdup(t->cur->run_key)))
+                return;
+            c[d->ncarry++].resolve_after_mono = t->resolve_after_mono;
+        }
+}
+
+static void carry_free(bt_dispatcher_t *d)
+{
+    for (size_t i = 0; i < d->ncarry; i++)
+        free(d->carry[i].key);
+    free(d->carry);
+    d->carry = NULL;
+    d->ncarry = 0;
+}
+
+static int64_t carried(const bt_dispatcher_t *d, const char *key)
+{
+    for (size_t i = 0; i < d->ncarry; i++)
+        if (!strcmp(d->carry[i].key, key))
+            return d->carry[i].resolve_after_mono;
+    return 0;
+}
+
+/* Drops the model. In-flight answers of writes of this generation are
+ * orphaned; calls are detached, to be attached again by the next load. */
 static void model_clear(bt_dispatcher_t *d)
 {
+    carry_unknown_outcomes(d);
+    bt_disp_detach_calls(d);
     d->gen++;
     for (size_t i = 0; i < d->nwfs; i++)
         wf_free(d->wfs[i]);
@@ -292,7 +352,9 @@ typedef struct load_req {
     int which;
 } load_req_t;
 
-enum { L_WORKFLOWS, L_RUNS, L_TASKS, L_POOLS, L__COUNT };
+/* Answered in this order (one pipelined connection): the fence's word on
+ * the predecessor comes before the tasks it is about. */
+enum { L_WORKFLOWS, L_RUNS, L_FENCE, L_TASKS, L_POOLS, L__COUNT };
 
 static void load_done(bt_dispatcher_t *d);
 
@@ -372,10 +434,31 @@ static void load_tasks(bt_dispatcher_t *d, PGresult *res)
         if (t->cur)
             baton__v1__task_run__free_unpacked(t->cur, NULL);
         t->cur = rec;
-        /* after a takeover, a submit's outcome is unknown: look it up */
-        t->needs_lookup = rec->state == BATON__V1__TASK_STATE__TASK_STATE_SUBMITTING;
         t->next_poll_ms = 0;
+        if (rec->state == BATON__V1__TASK_STATE__TASK_STATE_SUBMITTING)
+            bt_task_loaded_submitting(d, t, carried(d, rec->run_key));
+        if (rec->needs_sweep)
+            t->sweep_mono = bt_mono_ms() + d->o.settle_ms;
+        /* our own call for it, made before a pause or a reload: its answer,
+         * not a lookup, says what happened */
+        bt_disp_attach_call(d, t);
     }
+}
+
+/* Whether the leader before us released cleanly (migration 6). Our own
+ * epoch must be the fence's: otherwise we are deposed already, and assume
+ * nothing. */
+static void load_fence(bt_dispatcher_t *d, PGresult *res)
+{
+    d->inherited_clean = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't' &&
+                         (uint64_t)col_i64(res, 0, 1, -1) == d->epoch;
+    if (d->epoch_loads == 0)
+        bt_info("dispatch: the previous leader %s", d->inherited_clean
+                                                        ? "released cleanly: its records are "
+                                                          "trusted"
+                                                        : "did not release cleanly: every "
+                                                          "submission it left is looked up "
+                                                          "after the transit bound");
 }
 
 static void pools_clear(bt_dispatcher_t *d)
@@ -429,6 +512,9 @@ static void on_load(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
     case L_RUNS:
         load_runs(d, res);
         break;
+    case L_FENCE:
+        load_fence(d, res);
+        break;
     case L_TASKS:
         load_tasks(d, res);
         break;
@@ -456,6 +542,7 @@ static const char *const load_sql[L__COUNT] = {
                 "WHERE t.cluster = $1 AND r.state IN ('queued', 'running') "
                 "ORDER BY t.workflow_id, t.run_id, t.task_id, t.attempt DESC",
     [L_POOLS] = "SELECT name, slots FROM pools WHERE cluster = $1",
+    [L_FENCE] = "SELECT inherited_clean, epoch FROM fence WHERE cluster = $1",
 };
 
 static void load_start(bt_dispatcher_t *d)
@@ -494,6 +581,9 @@ static void load_done(bt_dispatcher_t *d)
     }
     bt_info("dispatch: loaded %zu workflows, %zu active runs, %zu tasks (epoch %" PRIu64 ")",
             d->nwfs, nruns, ntasks, d->epoch);
+    d->epoch_loads++;
+    carry_free(d);
+    bt_disp_apply_parked(d);
     bt_disp_kick(d);
 }
 
@@ -630,6 +720,8 @@ uint32_t bt_disp_pool_slots(bt_dispatcher_t *d, const char *pool)
     return d->o.default_pool_slots;
 }
 
+static void on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     bt_dispatcher_t *d = (bt_dispatcher_t *)((char *)w - offsetof(bt_dispatcher_t, tick));
@@ -680,6 +772,12 @@ bt_err_t bt_dispatcher_new(struct ev_loop *loop, const bt_dispatcher_opts_t *opt
         d->o.default_pool_slots = 128;
     if (!d->o.config_poll_ms)
         d->o.config_poll_ms = 500;
+    if (!d->o.transit_bound_ms)
+        d->o.transit_bound_ms = 10000;
+    if (!d->o.settle_ms)
+        d->o.settle_ms = 5000;
+    if (!d->o.drain_timeout_ms)
+        d->o.drain_timeout_ms = 30000;
     if (!(d->op_calls = calloc(d->o.nops ? d->o.nops : 1, sizeof *d->op_calls))) {
         free(d);
         return BT_E_NOMEM;
@@ -687,6 +785,7 @@ bt_err_t bt_dispatcher_new(struct ev_loop *loop, const bt_dispatcher_opts_t *opt
     d->rnd = (uint64_t)bt_now_ms() ^ ((uint64_t)(uintptr_t)d << 16);
     ev_timer_init(&d->tick, on_tick, 0., 0.);
     ev_timer_init(&d->config_poll, on_config_poll, 0., d->o.config_poll_ms / 1000.0);
+    ev_timer_init(&d->drain_timer, on_drain_timer, 0., 0.);
     *out = d;
     return BT_OK;
 }
@@ -698,21 +797,63 @@ void bt_dispatcher_set_coord(bt_dispatcher_t *d, bt_coord_t *coord)
 
 void bt_dispatcher_start(bt_dispatcher_t *d, uint64_t epoch)
 {
-    if (d->started && d->epoch == epoch)
+    if (d->started && d->epoch == epoch && !d->draining) {
+        if (d->paused) { /* the same leadership, resumed: its calls went on */
+            d->paused = 0;
+            bt_info("dispatch: resuming (epoch %" PRIu64 ")", epoch);
+            ev_timer_again(d->loop, &d->config_poll);
+            bt_disp_kick(d);
+        }
         return;
+    }
     bt_dispatcher_stop(d);
+    if (epoch != d->epoch) {
+        /* a new leadership: Rule 4's clock starts now, and what the last
+         * one left behind is its successor's (our) to judge from records */
+        d->epoch = epoch;
+        d->epoch_loads = 0;
+        d->started_mono = bt_mono_ms();
+        carry_free(d);
+        bt_disp_drop_parked(d);
+    }
     d->started = 1;
-    d->epoch = epoch;
     d->reload_wanted = 1;
     ev_timer_again(d->loop, &d->config_poll);
     bt_disp_kick(d);
+}
+
+void bt_dispatcher_pause(bt_dispatcher_t *d)
+{
+    if (!d || !d->started || d->paused || d->draining)
+        return;
+    d->paused = 1;
+    ev_timer_stop(d->loop, &d->tick);
+    ev_timer_stop(d->loop, &d->config_poll);
+}
+
+/* The drain is over: tell from the loop (never from inside a call). */
+static void drain_finish(bt_dispatcher_t *d, int clean)
+{
+    if (!d->draining || d->drain_over)
+        return;
+    d->drain_over = 1; /* still issuing nothing until stopped or started */
+    d->drain_dirty = !clean;
+    d->stats.drains++;
+    if (!clean)
+        d->stats.drains_unclean++;
+    ev_timer_stop(d->loop, &d->drain_timer);
+    ev_timer_set(&d->drain_timer, 0., 0.);
+    ev_timer_start(d->loop, &d->drain_timer);
 }
 
 void bt_dispatcher_stop(bt_dispatcher_t *d)
 {
     if (!d || !d->started)
         return;
+    drain_finish(d, 0); /* stopped before it was over: not clean */
     d->started = 0;
+    d->paused = 0;
+    d->draining = 0;
     ev_timer_stop(d->loop, &d->tick);
     ev_timer_stop(d->loop, &d->config_poll);
     model_clear(d);
@@ -720,12 +861,89 @@ void bt_dispatcher_stop(bt_dispatcher_t *d)
     d->reload_wanted = 0;
 }
 
+/* ------------------------------------------------------------ draining */
+
+void bt_disp_drain_check(bt_dispatcher_t *d)
+{
+    if (!d->draining || d->drain_over || d->drain_marking || d->n_side_effects ||
+        d->task_writes)
+        return;
+    if (d->drain_dirty || !d->loaded) {
+        drain_finish(d, 0);
+        return;
+    }
+    /* every call answered, every outcome written: what is left unknown is
+     * said in the records, so the successor need not wait for it */
+    size_t marked = 0;
+    for (run_t *r = d->runs; r; r = r->next)
+        for (size_t i = 0; i < r->ntasks; i++)
+            marked += (size_t)bt_task_mark_unknown(d, &r->tasks[i]);
+    d->drain_marking = (int)marked;
+    if (marked)
+        bt_info("dispatch: handing off: %zu submission(s) of unknown outcome marked", marked);
+    else
+        drain_finish(d, !d->drain_dirty);
+}
+
+static void on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bt_dispatcher_t *d = container_of(w, bt_dispatcher_t, drain_timer);
+    (void)loop;
+    (void)revents;
+    if (d->drain_over) {
+        void (*done)(void *, int) = d->drain_done;
+        d->drain_done = NULL;
+        d->drain_over = 0;
+        if (done)
+            done(d->drain_arg, !d->drain_dirty);
+        return;
+    }
+    if (!d->drain_cut) {
+        /* the bound: cut the side effects still on their way; their
+         * outcomes come back unknown and are marked as such */
+        d->drain_cut = 1;
+        size_t n = d->o.http ? bt_http_gate_closed(d->o.http, 1) : 0;
+        bt_warn("dispatch: handing off: %zu call(s) unanswered after %u ms; cut off %zu",
+                d->n_side_effects, d->o.drain_timeout_ms, n);
+        ev_timer_set(&d->drain_timer, 2., 0.);
+        ev_timer_start(d->loop, &d->drain_timer);
+        return;
+    }
+    bt_warn("dispatch: handing off: %zu call(s) never answered; not a clean release",
+            d->n_side_effects);
+    drain_finish(d, 0);
+}
+
+void bt_dispatcher_drain(bt_dispatcher_t *d, void (*done)(void *arg, int clean), void *arg)
+{
+    d->drain_done = done;
+    d->drain_arg = arg;
+    d->drain_over = 0;
+    if (!d->started) { /* nothing of ours runs: nothing to account for */
+        d->draining = 1;
+        drain_finish(d, 0);
+        d->draining = 0;
+        return;
+    }
+    bt_info("dispatch: handing off: %zu side-effecting call(s) in flight", d->n_side_effects);
+    d->draining = 1;
+    d->drain_dirty = d->drain_cut = 0;
+    d->drain_marking = 0;
+    ev_timer_stop(d->loop, &d->tick);
+    ev_timer_stop(d->loop, &d->config_poll);
+    ev_timer_set(&d->drain_timer, d->o.drain_timeout_ms / 1000.0, 0.);
+    ev_timer_start(d->loop, &d->drain_timer);
+    bt_disp_drain_check(d);
+}
+
 void bt_dispatcher_free(bt_dispatcher_t *d)
 {
     if (!d)
         return;
     bt_dispatcher_stop(d);
+    ev_timer_stop(d->loop, &d->drain_timer);
     model_clear(d);
+    carry_free(d);
     bt_disp_treqs_free(d);
     /* answers that never came (the operators are freed first) */
     while (d->inflight) {
@@ -747,6 +965,7 @@ void bt_dispatcher_get_stats(const bt_dispatcher_t *d, bt_dispatcher_stats_t *ou
         return;
     *out = d->stats;
     out->active = d->started && d->loaded;
+    out->side_effects_in_flight = d->n_side_effects;
     out->active_runs = out->active_tasks = 0;
     for (const run_t *r = d->runs; r; r = r->next) {
         out->active_runs++;

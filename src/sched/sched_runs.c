@@ -401,7 +401,8 @@ static void maybe_finish(bt_dispatcher_t *d, run_t *r, int64_t now)
     int ok = 1;
     for (size_t i = 0; i < r->ntasks; i++) {
         task_t *t = &r->tasks[i];
-        if (t->pending || t->op_busy || !bt_task_state_is_final(bt_task_state(t)))
+        /* a sweep still due keeps the run open: its twins are the run's */
+        if (t->pending || t->op_busy || t->sweep_mono || !bt_task_state_is_final(bt_task_state(t)))
             return;
         if (bt_task_state(t) != S(SUCCESS) && bt_task_state(t) != S(SKIPPED))
             ok = 0;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "baton/clock.h"
 #include "baton/log.h"
 #include "baton/trigger.h"
@@ -22,7 +24,7 @@
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x
 
-enum { K_WRITE, K_CREATE, K_SUBMIT, K_LOOKUP, K_POLL, K_CANCEL, K_KILL };
+enum { K_WRITE, K_CREATE, K_MARK, K_SUBMIT, K_LOOKUP, K_POLL, K_CANCEL, K_KILL, K_SWEEP };
 
 bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r)
 {
@@ -72,49 +74,70 @@ static void on_written(bt_err_t err, const char *detail, void *arg)
 {
     inflight_t *f = arg;
     bt_dispatcher_t *d = f->d;
+    int kind = f->kind;
+    d->task_writes--;
     if (f->gen == d->gen) {
         task_t *t = f->task;
         t->pending--;
         t->run->dirty = 1; /* its dependants and the run's end may move */
-        if (bt_disp_write_ok(d, err, detail, f->kind == K_CREATE ? "retry attempt" : "task")) {
+        if (bt_disp_write_ok(d, err, detail, kind == K_CREATE ? "retry attempt" : "task")) {
             baton__v1__task_run__free_unpacked(t->cur, NULL);
             t->cur = f->rec;
             t->committed_ms = bt_now_ms();
             f->rec = NULL;
-            if (f->kind == K_CREATE)
+            if (kind == K_CREATE) {
+                /* a new attempt: nothing of the last one's doubts */
                 t->next_attempt = NULL;
+                t->needs_lookup = t->after_lookup = 0;
+                t->not_found_mono = t->sweep_mono = 0;
+                t->next_poll_ms = 0;
+            }
             d->stats.transitions++;
             bt_disp_kick(d);
-        } else if (f->kind == K_CREATE) {
+        } else if (kind == K_CREATE) {
             t->next_attempt = NULL;
         }
     }
     if (f->rec)
         baton__v1__task_run__free_unpacked(f->rec, NULL);
     bt_disp_inflight_done(f);
+    if (kind == K_MARK)
+        d->drain_marking--;
+    if (d->draining)
+        bt_disp_drain_check(d);
 }
 
 /* Sends `rec` (a modified copy of t->cur) as a transition from t's state. */
 /* Sends `rec` as a transition from `from` (t's state, or the state an
  * earlier write of this turn moves it to). */
-static void write_task_from(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
-                            bt_task_run_t *rec)
+static int write_task_kind(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
+                           bt_task_run_t *rec, int kind)
 {
-    inflight_t *f = bt_disp_inflight(d, t, K_WRITE);
+    inflight_t *f = bt_disp_inflight(d, t, kind);
     if (!f) {
         baton__v1__task_run__free_unpacked(rec, NULL);
-        return;
+        return 0;
     }
     f->rec = rec;
     t->pending++;
+    d->task_writes++;
     bt_err_t e = bt_store_task_transition(d->o.store, d->epoch, from, rec, on_written, f);
     if (e != BT_OK) {
         t->pending--;
+        d->task_writes--;
         f->rec = NULL;
         baton__v1__task_run__free_unpacked(rec, NULL);
         bt_disp_inflight_done(f);
         bt_disp_reload(d, bt_strerror(e));
+        return 0;
     }
+    return 1;
+}
+
+static void write_task_from(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
+                            bt_task_run_t *rec)
+{
+    write_task_kind(d, t, from, rec, K_WRITE);
 }
 
 static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
@@ -217,8 +240,10 @@ void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due)
     f->rec = next;
     t->next_attempt = next;
     t->pending++;
+    d->task_writes++;
     if (bt_store_task_create(d->o.store, d->epoch, next, on_written, f) != BT_OK) {
         t->pending--;
+        d->task_writes--;
         t->next_attempt = NULL;
         f->rec = NULL;
         bt_disp_inflight_done(f);
@@ -313,6 +338,10 @@ static void add_outputs(bt_task_run_t *rec, const bt_op_result_t *res)
  * `submitting`, for an answer to free a place. */
 #define MAX_SUBMITS_IN_FLIGHT 512
 
+/* A submission or lookup that could not be made (throttled, not sent) is
+ * asked again this much later, unless the service said when. */
+#define SUBMIT_RETRY_MS 2000
+
 /* Polls are due on 50 ms boundaries: those that come due together are made
  * in one turn. A turn looks at every task that is due, and with thousands
  * of running jobs a turn per poll would come every few milliseconds; a
@@ -323,63 +352,127 @@ static int64_t poll_slot(int64_t when)
     return (when + POLL_SLOT_MS - 1) / POLL_SLOT_MS * POLL_SLOT_MS;
 }
 
-static void on_op_result(const bt_op_result_t *res, void *arg)
+static int64_t retry_in(const bt_op_result_t *res, uint64_t dflt)
 {
-    inflight_t *f = arg;
-    bt_dispatcher_t *d = f->d;
-    task_t *t = f->task;
+    return (int64_t)(res->retry_after_ms > dflt ? res->retry_after_ms : dflt);
+}
+
+/* The attempt was killed by an operator (batonctl task kill). */
+static void record_killed(bt_dispatcher_t *d, task_t *t, const bt_op_result_t *res)
+{
+    bt_task_run_t *rec = next_state(t, S(CANCELLED));
+    if (!rec)
+        return;
+    int reported = res && res->status == BT_OP_FAILED;
+    set_error(rec, "killed",
+              reported ? "killed by an operator; the remote side reported"
+                       : "killed by an operator (batonctl task kill)",
+              reported ? res->message : NULL, res ? res->remote_state : NULL);
+    rec->ended_ms = bt_now_ms();
+    write_task(d, t, rec);
+}
+
+/* Work the attempt started (or found) runs, or already ended well: the
+ * move out of `submitting`, with the handle. One found by a lookup, or
+ * submitted after one, gets a duplicate sweep a settle time later. */
+static void record_started(bt_dispatcher_t *d, task_t *t, int kind, const bt_op_result_t *res)
+{
+    int done = res->status == BT_OP_SUCCESS;
+    bt_task_run_t *rec = next_state(t, done ? S(SUCCESS) : S(RUNNING));
+    if (!rec)
+        return;
+    copy_handle(rec, res->handle);
+    if (done) {
+        add_outputs(rec, res);
+        rec->ended_ms = bt_now_ms();
+    }
+    if (kind == K_LOOKUP || t->after_lookup) {
+        rec->needs_sweep = 1; /* a successor sweeps too, should we go first */
+        t->sweep_mono = bt_mono_ms() + d->o.settle_ms;
+    }
+    rec->outcome_unknown = 0;
+    t->needs_lookup = 0;
+    t->not_found_mono = 0;
+    t->after_lookup = 0;
+    write_task(d, t, rec);
+}
+
+/* Rule 4: a lookup's NOT_FOUND is believed only when the lookup started
+ * after every earlier call for this key can have taken effect, and a
+ * second one, a settle time after the first that counted, agrees. */
+static void judge_not_found(bt_dispatcher_t *d, task_t *t, int64_t started)
+{
+    int64_t settle = d->o.settle_ms;
+    if (started < t->resolve_after_mono) {
+        t->not_found_mono = 0;
+        t->next_poll_ms = bt_disp_wall_of(t->resolve_after_mono);
+        d->stats.not_found_waits++;
+        bt_info("dispatch: %s: not found, but an earlier call may still land; "
+                "looking again in %" PRId64 " ms",
+                t->cur->run_key, t->resolve_after_mono - bt_mono_ms());
+    } else if (settle && !t->not_found_mono) {
+        t->not_found_mono = started;
+        t->next_poll_ms = bt_disp_wall_of(started + settle);
+        d->stats.not_found_waits++;
+    } else if (settle && started < t->not_found_mono + settle) {
+        t->next_poll_ms = bt_disp_wall_of(t->not_found_mono + settle);
+    } else {
+        bt_info("dispatch: %s: nothing carries this run key; submitting", t->cur->run_key);
+        t->needs_lookup = 0;
+        t->not_found_mono = 0;
+        t->after_lookup = 1;
+        t->next_poll_ms = 0;
+    }
+}
+
+static void on_submit_answer(bt_dispatcher_t *d, task_t *t, inflight_t *f,
+                             const bt_op_result_t *res)
+{
+    int64_t now = bt_now_ms();
+    switch (res->status) {
+    case BT_OP_RUNNING:
+    case BT_OP_SUCCESS:
+        record_started(d, t, f->kind, res);
+        break;
+    case BT_OP_FAILED:
+        fail_attempt(d, t, S(FAILED), res->error_code ? res->error_code : "remote_failed",
+                     res->message ? res->message : "the remote work failed", res->detail,
+                     res->remote_state);
+        break;
+    case BT_OP_NOT_FOUND:
+        if (f->kind == K_LOOKUP)
+            judge_not_found(d, t, f->started_mono);
+        else
+            fail_attempt(d, t, S(FAILED), "bad_response", "the operator answered a submission "
+                         "with NOT_FOUND", NULL, res->remote_state);
+        break;
+    case BT_OP_TRANSIENT:
+        if (f->kind == K_SUBMIT) {
+            /* it may have reached the service: look it up, and believe a
+             * "not found" only once it can no longer take effect */
+            t->needs_lookup = 1;
+            t->not_found_mono = 0;
+            t->resolve_after_mono = bt_mono_ms() + d->o.transit_bound_ms;
+        }
+        t->next_poll_ms = now + retry_in(res, SUBMIT_RETRY_MS);
+        break;
+    case BT_OP_NOT_SENT: /* nothing happened: the same again, later */
+    default:
+        t->next_poll_ms = now + retry_in(res, SUBMIT_RETRY_MS);
+        break;
+    }
+}
+
+static void on_poll_answer(bt_dispatcher_t *d, task_t *t, const bt_op_result_t *res,
+                           uint64_t interval)
+{
     int64_t now = bt_now_ms();
     bt_task_run_t *rec;
-
-    if (f->gen != d->gen || !bt_disp_may_act(d)) {
-        bt_disp_inflight_done(f);
-        return;
-    }
-    t->op_busy = 0;
-    t->wake_ms = 0;
-    uint64_t interval = 1000;
-    const bt_operator_t *op = operator_for(d, t->spec);
-    if (op && op->poll_interval_ms)
-        interval = op->poll_interval_ms;
-
     switch (res->status) {
     case BT_OP_RUNNING:
         t->next_poll_ms = poll_slot(now + (int64_t)interval);
-        if (f->kind == K_KILL) {
-            if ((rec = next_state(t, S(CANCELLED)))) {
-                set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL,
-                          res->remote_state);
-                rec->ended_ms = now;
-                write_task(d, t, rec);
-            }
-            break;
-        }
-        if (f->kind == K_SUBMIT || f->kind == K_LOOKUP) {
-            t->needs_lookup = 0;
-            if ((rec = next_state(t, S(RUNNING)))) {
-                copy_handle(rec, res->handle);
-                write_task(d, t, rec);
-            }
-        } else if (f->kind == K_CANCEL) {
-            fail_attempt(d, t, S(TIMED_OUT), "timed_out", "execution timeout; cancelled", NULL,
-                         res->remote_state);
-        }
         break;
     case BT_OP_SUCCESS:
-        if (f->kind == K_KILL) {
-            if ((rec = next_state(t, S(CANCELLED)))) {
-                set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL,
-                          res->remote_state);
-                rec->ended_ms = now;
-                write_task(d, t, rec);
-            }
-            break;
-        }
-        if (f->kind == K_CANCEL) {
-            fail_attempt(d, t, S(TIMED_OUT), "timed_out", "execution timeout; cancelled", NULL,
-                         res->remote_state);
-            break;
-        }
         if ((rec = next_state(t, S(SUCCESS)))) {
             copy_handle(rec, res->handle);
             add_outputs(rec, res);
@@ -391,39 +484,148 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
         /* keep what the service said last (e.g. FAILED) with the record */
         if (res->handle && t->cur->handle)
             copy_handle(t->cur, res->handle);
-        if (f->kind == K_KILL) {
-            if ((rec = next_state(t, S(CANCELLED)))) {
-                set_error(rec, "killed", "killed by an operator; the remote side reported",
-                          res->message, res->remote_state);
-                rec->ended_ms = now;
-                write_task(d, t, rec);
-            }
-            break;
-        }
-        fail_attempt(d, t, f->kind == K_CANCEL ? S(TIMED_OUT) : S(FAILED),
-                     res->error_code ? res->error_code : "remote_failed",
+        fail_attempt(d, t, S(FAILED), res->error_code ? res->error_code : "remote_failed",
                      res->message ? res->message : "the remote work failed", res->detail,
                      res->remote_state);
         break;
     case BT_OP_NOT_FOUND:
-        if (f->kind == K_LOOKUP) {
-            t->needs_lookup = 0; /* nothing there: submitting is safe */
-            bt_disp_kick(d);
-        } else {
-            fail_attempt(d, t, S(FAILED), "remote_lost", "the remote work is gone", NULL,
-                         res->remote_state);
-        }
+        fail_attempt(d, t, S(FAILED), "remote_lost", "the remote work is gone", NULL,
+                     res->remote_state);
         break;
-    case BT_OP_TRANSIENT:
     default:
-        /* a submit that may or may not have happened is looked up first */
-        if (f->kind == K_SUBMIT)
-            t->needs_lookup = 1;
-        t->next_poll_ms = now + (int64_t)(res->retry_after_ms > interval ? res->retry_after_ms
-                                                                         : interval);
+        t->next_poll_ms = now + retry_in(res, interval);
         break;
     }
+}
+
+/* A timeout's cancel (K_CANCEL) or an operator's kill (K_KILL). */
+static void on_cancel_answer(bt_dispatcher_t *d, task_t *t, inflight_t *f,
+                             const bt_op_result_t *res, uint64_t interval)
+{
+    switch (res->status) {
+    case BT_OP_RUNNING:
+    case BT_OP_SUCCESS:
+    case BT_OP_FAILED:
+        if (res->handle && t->cur->handle && res->status == BT_OP_FAILED)
+            copy_handle(t->cur, res->handle);
+        if (f->kind == K_KILL)
+            record_killed(d, t, res);
+        else
+            fail_attempt(d, t, S(TIMED_OUT), "timed_out", "execution timeout; cancelled",
+                         res->status == BT_OP_FAILED ? res->message : NULL, res->remote_state);
+        break;
+    case BT_OP_NOT_FOUND:
+        fail_attempt(d, t, S(FAILED), "remote_lost", "the remote work is gone", NULL,
+                     res->remote_state);
+        break;
+    default: /* asked again: by the next turn's timeout check, or the kill request */
+        t->next_poll_ms = bt_now_ms() + retry_in(res, interval);
+        break;
+    }
+}
+
+static void on_duplicate_event(bt_err_t err, const char *detail, void *arg)
+{
+    (void)arg;
+    if (err != BT_OK && err != BT_E_CANCELLED)
+        bt_warn("dispatch: duplicate_cancelled event: %s%s%s", bt_strerror(err),
+                detail ? ": " : "", detail ? detail : "");
+}
+
+static void on_sweep_answer(bt_dispatcher_t *d, task_t *t, const bt_op_result_t *res)
+{
+    if (res->status == BT_OP_TRANSIENT || res->status == BT_OP_NOT_SENT) {
+        t->sweep_mono = bt_mono_ms() + d->o.settle_ms;
+        return;
+    }
+    t->sweep_mono = 0;
+    d->stats.sweeps++;
+    if (res->status != BT_OP_SUCCESS) {
+        bt_warn("dispatch: %s: duplicate sweep: %s", t->cur->run_key,
+                res->message ? res->message : "failed");
+        return;
+    }
+    if (!res->duplicates)
+        return;
+    d->stats.duplicates_cancelled += res->duplicates;
+    bt_warn("dispatch: %s: %u duplicate(s) cancelled: %s", t->cur->run_key, res->duplicates,
+            res->detail ? res->detail : "");
+    json_t *j = json_pack("{s:i, s:s, s:s}", "cancelled", (int)res->duplicates, "twins",
+                          res->detail ? res->detail : "", "kept",
+                          res->handle && res->handle->emr_step_id && *res->handle->emr_step_id
+                              ? res->handle->emr_step_id
+                          : res->handle && res->handle->emr_cluster_id ? res->handle->emr_cluster_id
+                                                                       : "");
+    char *detail = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    bt_store_event(d->o.store, d->epoch, "duplicate_cancelled", t->cur->run_key, detail,
+                   on_duplicate_event, NULL);
+    free(detail);
+    /* the twin kept is the first created: the attempt follows it from now */
+    bt_task_run_t *rec;
+    if (bt_task_state(t) == S(RUNNING) && res->handle && (rec = next_state(t, S(RUNNING)))) {
+        copy_handle(rec, res->handle);
+        write_task(d, t, rec);
+    }
+}
+
+/* An operator's answer for an attached call: applied, then f freed. */
+void bt_task_op_result(inflight_t *f, const bt_op_result_t *res)
+{
+    bt_dispatcher_t *d = f->d;
+    task_t *t = f->task;
+    uint64_t interval = 1000;
+    const bt_operator_t *op = operator_for(d, t->spec);
+    if (op && op->poll_interval_ms)
+        interval = op->poll_interval_ms;
+    t->op_busy = 0;
+    t->wake_ms = 0;
+    t->run->dirty = 1; /* the run may end (a sweep done), or its tasks move */
+    if (d->draining && !f->is_side_effect) {
+        /* a handoff: reads are the successor's to make again */
+        bt_disp_inflight_done(f);
+        return;
+    }
+    switch (f->kind) {
+    case K_SUBMIT:
+    case K_LOOKUP:
+        on_submit_answer(d, t, f, res);
+        break;
+    case K_POLL:
+        on_poll_answer(d, t, res, interval);
+        break;
+    case K_CANCEL:
+    case K_KILL:
+        on_cancel_answer(d, t, f, res, interval);
+        break;
+    case K_SWEEP:
+        on_sweep_answer(d, t, res);
+        break;
+    }
+    bt_disp_kick(d);
     bt_disp_inflight_done(f);
+}
+
+static void on_op_result(const bt_op_result_t *res, void *arg)
+{
+    inflight_t *f = arg;
+    bt_dispatcher_t *d = f->d;
+    if (f->epoch != d->epoch) {
+        /* an earlier leadership's: its successor judges what it did */
+        bt_debug("dispatch: %s: answer of epoch %" PRIu64 " dropped", f->run_key, f->epoch);
+        bt_disp_inflight_done(f);
+        return;
+    }
+    if (!f->task) {
+        /* detached by a pause or a reload: applied once attached again */
+        if (!(f->parked = bt_parked_new(res))) {
+            bt_warn("dispatch: %s: out of memory keeping an answer; the task is looked up",
+                    f->run_key);
+            bt_disp_inflight_done(f);
+        }
+        return;
+    }
+    bt_task_op_result(f, res);
 }
 
 /* 0: no place for the call now (it is due again next turn); 1: made, or the
@@ -438,6 +640,15 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
                      NULL, NULL);
         return 1;
     }
+    bt_err_t (*fn)(void *, const bt_op_call_t *) = kind == K_SUBMIT   ? op->submit
+                                                   : kind == K_LOOKUP ? op->lookup
+                                                   : kind == K_POLL   ? op->poll
+                                                   : kind == K_SWEEP  ? op->sweep
+                                                                      : op->cancel; /* and kill */
+    if (kind == K_SWEEP && !fn) {
+        t->sweep_mono = 0; /* this operator cannot have twins */
+        return 1;
+    }
     if (op->max_calls && d->op_calls[opi] >= op->max_calls) {
         d->calls_waiting = 1;
         d->stats.calls_deferred++;
@@ -446,8 +657,14 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
     inflight_t *f = bt_disp_inflight(d, t, kind);
     if (!f)
         return 0;
+    if (!(f->run_key = strdup(t->cur->run_key))) {
+        bt_disp_inflight_done(f);
+        return 0;
+    }
     f->is_call = 1;
     f->op = opi;
+    f->epoch = d->epoch;
+    f->started_mono = bt_mono_ms();
     d->op_calls[opi]++;
     if (++d->stats.calls_in_flight > d->stats.calls_in_flight_max)
         d->stats.calls_in_flight_max = d->stats.calls_in_flight;
@@ -463,14 +680,14 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
         return 1;
     }
     bt_op_call_t call = {.spec = f->rendered, .run = f->call_run, .cb = on_op_result, .arg = f};
-    bt_err_t (*fn)(void *, const bt_op_call_t *) = kind == K_SUBMIT   ? op->submit
-                                                   : kind == K_LOOKUP ? op->lookup
-                                                   : kind == K_POLL   ? op->poll
-                                                                      : op->cancel; /* and kill */
     t->op_busy = 1;
     if (kind == K_SUBMIT || kind == K_LOOKUP) {
         f->is_submit = 1;
         d->n_submits++;
+    }
+    if (kind != K_LOOKUP && kind != K_POLL) {
+        f->is_side_effect = 1;
+        d->n_side_effects++;
     }
     bt_err_t e = fn ? fn(op->ctx, &call) : BT_E_INVAL;
     if (e != BT_OK) {
@@ -486,6 +703,36 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
     else if (kind == K_POLL)
         d->stats.polls++;
     return 1;
+}
+
+/* Rule 4 for a task that a load finds in `submitting` (a call of ours for
+ * it, if any, is attached after this). At a takeover from a leader that
+ * released cleanly, its record says whether its outcome is known: without
+ * outcome_unknown nothing was ever sent for it. Otherwise (a crash, a
+ * partition, a reload of our own) it is looked up, and a NOT_FOUND counts
+ * only from the transit bound after this leadership began (a takeover) or
+ * from what the reload carried over. */
+void bt_task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried)
+{
+    int takeover = d->epoch_loads == 0;
+    t->not_found_mono = 0;
+    if (takeover && d->inherited_clean && !t->cur->outcome_unknown) {
+        t->needs_lookup = 0;
+        return;
+    }
+    t->needs_lookup = 1;
+    t->resolve_after_mono = takeover ? d->started_mono + d->o.transit_bound_ms : carried;
+}
+
+int bt_task_mark_unknown(bt_dispatcher_t *d, task_t *t)
+{
+    if (bt_task_state(t) != S(SUBMITTING) || !t->needs_lookup || t->cur->outcome_unknown)
+        return 0;
+    bt_task_run_t *rec = next_state(t, S(SUBMITTING));
+    if (!rec)
+        return 0;
+    rec->outcome_unknown = 1;
+    return write_task_kind(d, t, S(SUBMITTING), rec, K_MARK);
 }
 
 /* ------------------------------------------------------------ the step */
@@ -533,6 +780,15 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
     int decision;
     if (t->pending || t->op_busy)
         return;
+    if (t->sweep_mono) {
+        /* twins of work submitted after a lookup: whatever its state now */
+        int64_t mono = bt_mono_ms();
+        if (mono >= t->sweep_mono) {
+            op_call(d, t, K_SWEEP);
+            return;
+        }
+        wake_at_ms(wake, now + (t->sweep_mono - mono));
+    }
     switch (t->cur->state) {
     case S(SCHEDULED):
         if (t->cur->due_ms > now) {
@@ -557,6 +813,10 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
     case S(SUBMITTING):
         /* committed, so it can wait for its turn: each submission in
          * flight holds a request and its body until the service answers */
+        if (t->next_poll_ms > now) {
+            wake_at_ms(wake, t->next_poll_ms); /* asked again later (Rule 4, throttling) */
+            return;
+        }
         if (d->n_submits >= MAX_SUBMITS_IN_FLIGHT)
             return;
         op_call(d, t, t->needs_lookup ? K_LOOKUP : K_SUBMIT);

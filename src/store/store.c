@@ -42,6 +42,7 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                              "SELECT baton_task_transitions($1, $2, $3, $4, $5, $6, $7, $8, $9, "
                              "$10)",
                              10},
+    [ST_FENCE_RELEASE] = {"bt_fence_release", "SELECT baton_fence_release($1, $2, $3)", 3},
 };
 
 /* Sent with every session's setup. A standby's session runs nothing until
@@ -215,6 +216,11 @@ bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb c
                                    void *arg)
 {
     return epoch_call(st, ST_HEARTBEAT, epoch, cb, arg);
+}
+
+bt_err_t bt_store_fence_release(bt_store_t *st, uint64_t epoch, bt_store_cb cb, void *arg)
+{
+    return epoch_call(st, ST_FENCE_RELEASE, epoch, cb, arg);
 }
 
 /* Packs a record after stamping the writer fields. Caller frees *out. */

@@ -44,6 +44,9 @@ static const struct field {
     {"livy.url", F_STR, offsetof(bt_config_t, livy_url)},
     {"livy.auth", F_STR, offsetof(bt_config_t, livy_auth)},
     {"livy.poll_interval", F_DURATION, offsetof(bt_config_t, livy_poll_ms)},
+    {"dispatch.transit_bound", F_DURATION, offsetof(bt_config_t, transit_bound_ms)},
+    {"dispatch.settle", F_DURATION, offsetof(bt_config_t, settle_ms)},
+    {"dispatch.drain_timeout", F_DURATION, offsetof(bt_config_t, drain_timeout_ms)},
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
@@ -55,6 +58,9 @@ void bt_config_init(bt_config_t *c)
     c->pg_lock_timeout_ms = 2000;
     c->pg_statement_timeout_ms = 10000;
     c->pg_idle_tx_timeout_ms = 5000;
+    c->transit_bound_ms = 10000;
+    c->settle_ms = 5000;
+    c->drain_timeout_ms = 30000;
     char host[256];
     if (gethostname(host, sizeof host) == 0) {
         host[sizeof host - 1] = '\0';
@@ -250,5 +256,19 @@ bt_err_t bt_config_validate(const bt_config_t *c, int need_zk, char *err, size_t
         snprintf(err, errlen, "node_id: not set and the host name is unknown");
         return BT_E_CONFIG;
     }
+    /* Rule 4 of docs/failover.md rests on these: zero would believe a
+     * "not found" while a request may still land */
+    const struct {
+        const char *key;
+        uint64_t v, min, max;
+    } bounds[] = {{"dispatch.transit_bound", c->transit_bound_ms, 100, 600000},
+                  {"dispatch.settle", c->settle_ms, 100, 600000},
+                  {"dispatch.drain_timeout", c->drain_timeout_ms, 1000, 600000}};
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        if (bounds[i].v < bounds[i].min || bounds[i].v > bounds[i].max) {
+            snprintf(err, errlen, "%s: %llu ms is outside %llums..10m", bounds[i].key,
+                     (unsigned long long)bounds[i].v, (unsigned long long)bounds[i].min);
+            return BT_E_CONFIG;
+        }
     return BT_OK;
 }

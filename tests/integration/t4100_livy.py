@@ -329,10 +329,18 @@ class LivyTest(WorkflowCase):
         """)
         batonctl(self.c.name, "trigger", "lq")
         wait_for(lambda: self.fake.stats()["batches_created"] == 1, 30, "the batch created")
-        # stopped while the POST waits for its answer: the abandoned call is
-        # freed once, without an answer (tearDown checks for sanitizer reports)
+        # stopped while the POST waits for its answer: a fence stops writes,
+        # not calls, so the exit waits for the answer and writes it (the
+        # batch's handle) before it lets go; the successor polls that batch
+        # and never posts a second one
         self.assertEqual(leader.terminate(), 0)
-        self.assertIn("1 call(s) unanswered; abandoned", leader.logtext())
+        self.assertIn("calls finished, every outcome accounted for", leader.logtext())
+        self.assertIn("released epoch", leader.logtext())
+        # its answer was written: the successor polls, it never looks up
+        self.assertIn(self.task_state("lq", "spark"), ("running", "success"))
+        self.c.wait_leader(15)
+        self.wait_run_done("lq", timeout=30)
+        self.assertEqual(self.fake.stats()["requests"]["POST /batches"], 1)
 
     # -------------------------------------------------------------- load
     def test_12_calls_in_flight_are_bounded_and_none_is_lost(self):
