@@ -31,7 +31,13 @@
  *
  * A malformed or unexpected response fails the attempt with the reason
  * recorded (BT_OP_FAILED + message); transport trouble that may succeed
- * later is BT_OP_TRANSIENT, and the dispatcher asks again. */
+ * later is BT_OP_TRANSIENT, and the dispatcher asks again.
+ *
+ * The HTTP families (EMR, Livy, Genie) keep this contract in one place:
+ * src/ops/op_call.h owns the life of a call (entries, the one answer,
+ * orphaning at shutdown, requests and the TRANSIENT/NOT_SENT mapping, the
+ * sweep's bookkeeping); each family supplies its requests, answers and
+ * verdicts. */
 #ifndef BATON_OPERATOR_H
 #define BATON_OPERATOR_H
 
@@ -65,6 +71,8 @@ typedef struct bt_op_result {
     const char *remote_state; /* the service's own word for the state */
     uint64_t retry_after_ms;  /* TRANSIENT: the service asked us to wait */
     unsigned duplicates;      /* sweep: twins cancelled */
+    unsigned twins;           /* sweep: resources with the key besides the one kept
+                               * (cancelled, or ended already) */
 } bt_op_result_t;
 
 /* Everything in *res is valid during the callback only. */

@@ -40,7 +40,7 @@ static int64_t since_s(const emr_call_t *c)
 
 static int sweeping(const emr_call_t *c)
 {
-    return c->kind == EMR_K_SWEEP;
+    return c->base.kind == OPC_SWEEP;
 }
 
 /* Takes a Marker from a list answer; 0 (answered) when it repeats. */
@@ -48,10 +48,10 @@ static int take_marker(emr_call_t *c, const json_t *reply, const char *op)
 {
     const char *m = emr_str(reply, "Marker");
     if (m && c->page_marker && !strcmp(m, c->page_marker)) {
-        emr_fail(c, "bad_response", "%s: the same Marker twice", op);
+        opc_fail(&c->base, "bad_response", "%s: the same Marker twice", op);
         return 0;
     }
-    emr_set_str(&c->page_marker, m && *m ? m : NULL);
+    opc_strset(&c->page_marker, m && *m ? m : NULL);
     c->pages++;
     return 1;
 }
@@ -66,15 +66,15 @@ static void walk_over(emr_call_t *c)
         sweep_decide(c);
         return;
     }
-    bt_info("emr: %s: nothing carries this run key now", c->run_key);
-    emr_finish(c, BT_OP_NOT_FOUND);
+    bt_info("emr: %s: nothing carries this run key now", c->base.run_key);
+    opc_finish(&c->base, BT_OP_NOT_FOUND);
 }
 
 /* Asks for the next page, or ends the walk after the last one. A lookup
  * that cannot see every page fails rather than answer NOT_FOUND; a sweep
  * judges what it saw. */
 static void next_page(emr_call_t *c, const char *op, json_t *(*body)(const emr_call_t *),
-                      emr_next_fn next)
+                      opc_step_fn step)
 {
     if (!c->page_marker) {
         walk_over(c);
@@ -82,27 +82,17 @@ static void next_page(emr_call_t *c, const char *op, json_t *(*body)(const emr_c
         if (sweeping(c))
             sweep_decide(c);
         else
-            emr_fail(c, "lookup_incomplete",
+            opc_fail(&c->base, "lookup_incomplete",
                      "%s: more than %d pages; not submitting again without knowing", op,
                      EMR_ADOPT_MAX_PAGES);
     } else {
-        emr_continue(c, op, body(c), 1, next);
+        emr_continue(c, op, body(c), 1, step);
     }
-}
-
-static void add_twin(emr_call_t *c, const char *id, int64_t created, const char *state)
-{
-    if (c->ntwins == EMR_SWEEP_MAX)
-        return; /* beyond reason; the first EMR_SWEEP_MAX are enough to act on */
-    emr_twin_t *t = &c->twins[c->ntwins++];
-    snprintf(t->id, sizeof t->id, "%s", id);
-    t->created_ms = created;
-    snprintf(t->state, sizeof t->state, "%s", state ? state : "");
 }
 
 /* ------------------------------------------------------------ clusters */
 
-static void on_list_clusters(emr_call_t *c, json_t *reply);
+static void on_list_clusters(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res);
 
 /* A name this attempt's cluster may have: ours with the suffix, or the
  * user's name alone (an older baton's). */
@@ -126,7 +116,7 @@ static json_t *list_clusters_body(const emr_call_t *c)
     return b;
 }
 
-static void on_candidate(emr_call_t *c, json_t *reply);
+static void on_candidate(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res);
 
 /* Describes this page's next candidate, or moves on to the next page. */
 static void next_candidate(emr_call_t *c)
@@ -139,51 +129,45 @@ static void next_candidate(emr_call_t *c)
     }
 }
 
-static void on_candidate(emr_call_t *c, json_t *reply)
+static void on_candidate(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    const json_t *cl = json_object_get(reply, "Cluster");
+    emr_call_t *c = emr_of(oc);
+    const json_t *cl = json_object_get(oc->reply, "Cluster");
     const char *id = json_string_value(json_array_get(c->candidates, c->cand_i));
-    if (!json_is_object(cl)) {
-        emr_fail(c, "bad_response", "DescribeCluster: the answer has no Cluster");
-        return;
-    }
+    if (!json_is_object(cl))
+        return opc_fail(oc, "bad_response", "DescribeCluster: the answer has no Cluster");
     const char *tag = emr_cluster_tag(cl, EMR_TAG_RUN_KEY);
     c->cand_i++;
     if (tag && !strcmp(tag, c->marker)) {
         const json_t *status = json_object_get(cl, "Status");
-        if (sweeping(c)) {
-            add_twin(c, id, emr_created_ms(status), emr_str(status, "State"));
-        } else {
-            emr_set_str(&c->cluster_id, id);
-            bt_info("emr: %s: adopted cluster %s (tagged with this run key)", c->run_key, id);
-            emr_cluster_verdict(c, cl);
-            return;
+        if (!sweeping(c)) {
+            opc_strset(&c->cluster_id, id);
+            bt_info("emr: %s: adopted cluster %s (tagged with this run key)", oc->run_key, id);
+            return emr_cluster_verdict(c, cl);
         }
+        opc_twin_add(oc, id, emr_created_ms(status), emr_str(status, "State"));
     }
     next_candidate(c);
 }
 
-static void on_list_clusters(emr_call_t *c, json_t *reply)
+static void on_list_clusters(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    const json_t *list = json_object_get(reply, "Clusters"), *cl;
+    emr_call_t *c = emr_of(oc);
+    const json_t *list = json_object_get(oc->reply, "Clusters"), *cl;
     size_t i;
-    if (list && !json_is_array(list)) {
-        emr_fail(c, "bad_response", "ListClusters: Clusters is not a list");
-        return;
-    }
+    if (list && !json_is_array(list))
+        return opc_fail(oc, "bad_response", "ListClusters: Clusters is not a list");
     /* this page's candidates replace the last page's, all examined by now */
     json_decref(c->candidates);
-    if (!(c->candidates = json_array())) {
-        emr_fail(c, "lookup_incomplete", "out of memory");
-        return;
-    }
+    if (!(c->candidates = json_array()))
+        return opc_fail(oc, "lookup_incomplete", "out of memory");
     c->cand_i = 0;
     json_array_foreach(list, i, cl) {
         const char *name = emr_str(cl, "Name"), *id = emr_str(cl, "Id");
         if (id && *id && cluster_name_ours(c, name))
             json_array_append_new(c->candidates, json_string(id));
     }
-    if (take_marker(c, reply, "ListClusters"))
+    if (take_marker(c, oc->reply, "ListClusters"))
         next_candidate(c);
 }
 
@@ -209,36 +193,32 @@ static int ends_with_marker(const char *name, const char *marker)
            !memcmp(name + n - m - 1, marker, m);
 }
 
-static void on_list_steps(emr_call_t *c, json_t *reply)
+static void on_list_steps(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    const json_t *list = json_object_get(reply, "Steps"), *st;
+    emr_call_t *c = emr_of(oc);
+    const json_t *list = json_object_get(oc->reply, "Steps"), *st;
     int64_t oldest = c->started_ms - EMR_ADOPT_SLACK_MS;
     size_t i;
-    if (list && !json_is_array(list)) {
-        emr_fail(c, "bad_response", "ListSteps: Steps is not a list");
-        return;
-    }
+    if (list && !json_is_array(list))
+        return opc_fail(oc, "bad_response", "ListSteps: Steps is not a list");
     json_array_foreach(list, i, st) {
         const char *name = emr_str(st, "Name"), *id = emr_str(st, "Id");
         const json_t *status = json_object_get(st, "Status");
         int64_t created = emr_created_ms(status);
         if (name && id && *id && ends_with_marker(name, c->marker)) {
             if (sweeping(c)) {
-                add_twin(c, id, created, emr_str(status, "State"));
+                opc_twin_add(oc, id, created, emr_str(status, "State"));
                 continue;
             }
-            emr_set_str(&c->step_id, id);
-            bt_info("emr: %s: adopted step %s on %s (named with this run key)", c->run_key, id,
+            opc_strset(&c->step_id, id);
+            bt_info("emr: %s: adopted step %s on %s (named with this run key)", oc->run_key, id,
                     c->cluster_id);
-            emr_step_verdict(c, st);
-            return;
+            return emr_step_verdict(c, st);
         }
-        if (created >= 0 && created < oldest) {
-            walk_over(c); /* newest first: everything from here on is older than us */
-            return;
-        }
+        if (created >= 0 && created < oldest)
+            return walk_over(c); /* newest first: everything from here on is older than us */
     }
-    if (take_marker(c, reply, "ListSteps"))
+    if (take_marker(c, oc->reply, "ListSteps"))
         next_page(c, "ListSteps", list_steps_body, on_list_steps);
 }
 
@@ -246,9 +226,9 @@ bt_err_t emr_adopt_step(emr_call_t *c)
 {
     if (!c->cluster_id) {
         if (sweeping(c))
-            emr_finish(c, BT_OP_SUCCESS);
+            opc_finish(&c->base, BT_OP_SUCCESS);
         else
-            emr_fail(c, "bad_spec", "emr_add_step: cluster_id is empty");
+            opc_fail(&c->base, "bad_spec", "emr_add_step: cluster_id is empty");
         return BT_OK;
     }
     return emr_send(c, "ListSteps", list_steps_body(c), 1, on_list_steps);
@@ -266,84 +246,54 @@ static int twin_ending(const char *state)
 
 static int is_step(const emr_call_t *c)
 {
-    return c->which == OP(EMR_ADD_STEP);
-}
-
-/* The twin kept: the first created while the attempt runs, else the one the
- * attempt recorded (`recorded`, when it is among them). */
-static const emr_twin_t *twin_kept(const emr_call_t *c, const char *recorded)
-{
-    const emr_twin_t *first = &c->twins[0];
-    for (size_t i = 0; i < c->ntwins; i++) {
-        const emr_twin_t *t = &c->twins[i];
-        if (!c->keep_first && recorded && !strcmp(t->id, recorded))
-            return t;
-        if (t->created_ms < first->created_ms ||
-            (t->created_ms == first->created_ms && strcmp(t->id, first->id) < 0))
-            first = t;
-    }
-    return first;
+    return c->base.which == OP(EMR_ADD_STEP);
 }
 
 /* The answer: SUCCESS with the kept one's id and, when twins were
  * cancelled, which ones in the detail. */
 static void sweep_answer(emr_call_t *c, const char *kept)
 {
-    if (c->cancelled) {
+    if (c->base.duplicates) {
         char detail[900] = "";
         size_t n = 0;
-        for (size_t i = 0; i < c->ntwins && n < sizeof detail - 1; i++)
-            if (strcmp(c->twins[i].id, kept))
+        for (size_t i = 0; i < c->base.ntwins && n < sizeof detail - 1; i++) {
+            const opc_twin_t *t = &c->base.twins[i];
+            if (strcmp(t->id, kept))
                 n += (size_t)snprintf(detail + n, sizeof detail - n, "%s%s (%s)", n ? ", " : "",
-                                      c->twins[i].id, c->twins[i].state);
-        emr_set_str(&c->detail, detail);
+                                      t->id, t->state);
+        }
+        opc_set_detail(&c->base, detail);
     }
-    emr_finish(c, BT_OP_SUCCESS);
+    opc_finish(&c->base, BT_OP_SUCCESS);
 }
 
-static void on_twin_cancelled(emr_call_t *c, json_t *reply)
+static void sweep_cancel(emr_call_t *c);
+
+static void on_twin_cancelled(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    (void)reply;
-    if (is_step(c)) {
+    emr_call_t *c = emr_of(oc);
+    if (is_step(c))
         sweep_answer(c, c->step_id);
-        return;
-    }
-    /* clusters: one TerminateJobFlows each, the next one now */
-    sweep_decide(c);
+    else
+        sweep_cancel(c); /* clusters: one TerminateJobFlows each, the next one now */
 }
 
 /* Cancels the twins that are neither kept nor ending already: the steps in
- * one CancelSteps, the clusters one at a time (cancel_i walks them). */
-static void sweep_decide(emr_call_t *c)
+ * one CancelSteps, the clusters one at a time. */
+static void sweep_cancel(emr_call_t *c)
 {
-    char **kept = is_step(c) ? &c->step_id : &c->cluster_id;
-    if (!c->ntwins) {
-        emr_finish(c, BT_OP_SUCCESS); /* not even ours is listed (yet): nothing to judge */
-        return;
-    }
-    if (c->cancel_i == 0) {
-        const emr_twin_t *k = twin_kept(c, *kept);
-        if (*kept && strcmp(*kept, k->id))
-            bt_warn("emr: %s: keeping %s, created first, instead of %s", c->run_key, k->id,
-                    *kept);
-        emr_set_str(kept, k->id);
-        emr_set_state(c, k->state);
-    }
+    const char *kept = is_step(c) ? c->step_id : c->cluster_id;
+    const opc_twin_t *t;
     json_t *ids = json_array();
-    while (ids && c->cancel_i < c->ntwins) {
-        const emr_twin_t *t = &c->twins[c->cancel_i++];
-        if (!strcmp(t->id, *kept) || twin_ending(t->state))
-            continue;
-        bt_warn("emr: %s: %s %s carries this run key too (%s): cancelling it", c->run_key,
-                is_step(c) ? "step" : "cluster", t->id, t->state);
-        c->cancelled++;
+    const char *noun = is_step(c) ? "step" : "cluster";
+    while (ids && (t = opc_twin_next(&c->base, kept, twin_ending, noun))) {
         json_array_append_new(ids, json_string(t->id));
         if (!is_step(c))
             break;
     }
     if (!json_array_size(ids)) {
         json_decref(ids);
-        sweep_answer(c, *kept);
+        sweep_answer(c, kept);
     } else if (is_step(c)) {
         emr_continue(c, "CancelSteps",
                      json_pack("{s:s, s:o, s:s}", "ClusterId", c->cluster_id, "StepIds", ids,
@@ -353,4 +303,18 @@ static void sweep_decide(emr_call_t *c)
         emr_continue(c, "TerminateJobFlows", json_pack("{s:o}", "JobFlowIds", ids), 1,
                      on_twin_cancelled);
     }
+}
+
+/* Keeps one twin (opc_twin_keep says which), then cancels the others. */
+static void sweep_decide(emr_call_t *c)
+{
+    char **kept = is_step(c) ? &c->step_id : &c->cluster_id;
+    const opc_twin_t *k = opc_twin_keep(&c->base, *kept);
+    if (!k) {
+        opc_finish(&c->base, BT_OP_SUCCESS); /* not even ours is listed (yet): nothing to judge */
+        return;
+    }
+    opc_strset(kept, k->id);
+    opc_set_state(&c->base, k->state);
+    sweep_cancel(c);
 }

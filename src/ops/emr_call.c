@@ -1,19 +1,13 @@
-/* The life of one EMR operator call (the entry points are in emr.c):
- *
- *   entry (submit/lookup/poll/cancel) -> credentials -> signed POST ->
- *   next step (another request, e.g. while adopting) ... -> one answer
- *
- * Answers decided inside the entry call (a bad spec, a sensor's gate) are
- * queued and delivered from a zero timer, so the operator contract (never
- * answer from inside the call) holds. When the family is freed, calls
- * waiting for the transport are detached (their `e` set to NULL) and freed
- * when the transport calls back; all others are freed at once.
+/* EMR's requests and answers on the operator-call core (op_call.h):
+ * credentials and SigV4 before each request, the JSON side of answers,
+ * the handle and outputs of the answer, and the verdicts on clusters and
+ * steps. The entry points are in emr.c, adoption in emr_adopt.c.
  *
  * Mapping of answers (emr_int.h has the JSON side):
- *   2xx JSON object          -> the call's next step
+ *   2xx JSON object          -> the call's step
  *   2xx anything else        -> FAILED bad_response
  *   429, 5xx, Throttling*    -> TRANSIENT (after the transport's retries)
- *   ExpiredToken*            -> TRANSIENT, cached credentials dropped
+ *   ExpiredToken*            -> NOT_SENT, cached credentials dropped
  *   other 4xx                -> FAILED, error_code = the __type's short name
  *   no answer                -> TRANSIENT (a submit is then looked up first)
  *   nothing sent, or only    -> NOT_SENT (the gate refused a side effect, or
@@ -31,48 +25,34 @@
 
 /* ------------------------------------------------------------ calls */
 
-void emr_call_free(emr_call_t *c)
+static void call_free(opc_call_t *oc)
 {
+    emr_call_t *c = emr_of(oc);
     for (size_t i = 0; i < c->ntargets; i++)
         free(c->targets[i]);
     free(c->targets);
-    free(c->run_key);
     free(c->marker);
     free(c->endpoint);
     free(c->cluster_id);
     free(c->step_id);
     free(c->name);
     free(c->sent_name);
-    json_decref(c->body);
     json_decref(c->candidates);
     free(c->page_marker);
-    free(c->code);
-    free(c->msg);
-    free(c->detail);
-    free(c->state);
-    free(c);
 }
 
-void emr_call_unlink(emr_call_t *c)
+static void family_free(opc_family_t *f)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (c->e && c->e->calls == c)
-        c->e->calls = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
-}
-
-void emr_set_str(char **slot, const char *v)
-{
-    free(*slot);
-    *slot = v ? strdup(v) : NULL;
-}
-
-void emr_set_state(emr_call_t *c, const char *state)
-{
-    emr_set_str(&c->state, state);
+    emr_t *e = container_of(f, emr_t, fam);
+    bt_aws_creds_free(e->creds); /* drops the calls' credential waits */
+    while (e->gates) {
+        gate_t *g = e->gates;
+        e->gates = g->next;
+        free(g->key);
+        free(g);
+    }
+    free(e->region);
+    free(e);
 }
 
 static void gate_update(emr_t *e, emr_call_t *c)
@@ -81,7 +61,7 @@ static void gate_update(emr_t *e, emr_call_t *c)
     gate_t **p = &e->gates, *g;
     while ((g = *p)) {
         /* a gate nobody asked about for an hour belongs to a task that is gone */
-        if (!strcmp(g->key, c->run_key) || g->next_ms < now - 3600 * 1000) {
+        if (!strcmp(g->key, c->base.run_key) || g->next_ms < now - 3600 * 1000) {
             *p = g->next;
             free(g->key);
             free(g);
@@ -89,12 +69,13 @@ static void gate_update(emr_t *e, emr_call_t *c)
         }
         p = &g->next;
     }
-    if (c->st != BT_OP_RUNNING || !(g = calloc(1, sizeof *g)) || !(g->key = strdup(c->run_key))) {
+    if (c->base.status != BT_OP_RUNNING || !(g = calloc(1, sizeof *g)) ||
+        !(g->key = strdup(c->base.run_key))) {
         free(g);
         return;
     }
     g->next_ms = now + (int64_t)c->gate_ms;
-    snprintf(g->state, sizeof g->state, "%s", c->state ? c->state : "");
+    snprintf(g->state, sizeof g->state, "%s", c->base.state ? c->base.state : "");
     g->next = e->gates;
     e->gates = g;
 }
@@ -119,114 +100,38 @@ static void utf8_fix(char *s)
     }
 }
 
-static void deliver(emr_call_t *c)
+static void output(bt_op_result_t *r, const char *key, const char *value)
 {
-    emr_t *e = c->e;
-    Baton__V1__RemoteHandle h = BATON__V1__REMOTE_HANDLE__INIT;
-    bt_op_result_t r = {.status = c->st,
-                        .error_code = c->code,
-                        .message = c->msg,
-                        .detail = c->detail,
-                        .remote_state = c->state,
-                        .retry_after_ms = c->retry_after_ms,
-                        .duplicates = c->cancelled};
-    utf8_fix(c->msg);
-    utf8_fix(c->detail);
-    utf8_fix(c->state);
-    h.livy_batch_id = h.livy_session_id = h.livy_statement_id = -1;
-    h.emr_cluster_id = c->cluster_id ? c->cluster_id : "";
-    h.emr_step_id = c->step_id ? c->step_id : "";
-    h.endpoint = c->endpoint;
-    h.remote_state = c->state ? c->state : "";
+    r->output_keys[r->n_outputs] = key;
+    r->output_values[r->n_outputs++] = value;
+}
+
+/* The handle, the outputs, and a sensor's gate moved on. */
+static void result(opc_call_t *oc, bt_op_result_t *r, Baton__V1__RemoteHandle *h)
+{
+    emr_call_t *c = emr_of(oc);
+    const char *state = oc->state ? oc->state : "";
+    utf8_fix(oc->msg);
+    utf8_fix(oc->detail);
+    utf8_fix(oc->state);
+    h->emr_cluster_id = c->cluster_id ? c->cluster_id : "";
+    h->emr_step_id = c->step_id ? c->step_id : "";
     if (c->cluster_id)
-        r.handle = &h;
-    if (c->st == BT_OP_SUCCESS) {
-        if (c->which == OP(EMR_WAIT_CLUSTER) || c->which == OP(EMR_WAIT_STEP)) {
-            r.output_keys[r.n_outputs] = "state";
-            r.output_values[r.n_outputs++] = c->state ? c->state : "";
-        }
-        if (c->step_id && c->which == OP(EMR_ADD_STEP)) {
-            r.output_keys[r.n_outputs] = "step_id";
-            r.output_values[r.n_outputs++] = c->step_id;
-        }
+        r->handle = h;
+    if (oc->status == BT_OP_SUCCESS) {
+        if (oc->which == OP(EMR_WAIT_CLUSTER) || oc->which == OP(EMR_WAIT_STEP))
+            output(r, "state", state);
+        if (c->step_id && oc->which == OP(EMR_ADD_STEP))
+            output(r, "step_id", c->step_id);
         if (c->cluster_id &&
-            (c->which == OP(EMR_CREATE_CLUSTER) || c->which == OP(EMR_ADD_STEP))) {
-            r.output_keys[r.n_outputs] = "cluster_id";
-            r.output_values[r.n_outputs++] = c->cluster_id;
-        }
+            (oc->which == OP(EMR_CREATE_CLUSTER) || oc->which == OP(EMR_ADD_STEP)))
+            output(r, "cluster_id", c->cluster_id);
     }
-    if (c->st == BT_OP_TRANSIENT)
-        bt_warn("emr: %s: %s; will ask again", c->run_key, c->msg ? c->msg : "no answer");
-    if (c->gate_ms && (c->kind == EMR_K_SUBMIT || c->kind == EMR_K_POLL))
-        gate_update(e, c);
-    emr_call_unlink(c);
-    c->cb(&r, c->arg);
-    emr_call_free(c);
+    if (c->gate_ms && (oc->kind == OPC_SUBMIT || oc->kind == OPC_POLL))
+        gate_update(c->e, c);
 }
 
-void emr_on_kick(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    emr_t *e = container_of(t, emr_t, kick);
-    emr_call_t *q = e->queue;
-    (void)loop;
-    (void)revents;
-    e->queue = NULL; /* answers may queue new calls */
-    while (q) {
-        emr_call_t *next = q->next;
-        q->next = NULL;
-        deliver(q);
-        q = next;
-    }
-}
-
-void emr_finish(emr_call_t *c, bt_op_status_t st)
-{
-    emr_t *e = c->e;
-    c->st = st;
-    if (!c->in_entry) {
-        deliver(c);
-        return;
-    }
-    emr_call_unlink(c);
-    c->where = W_QUEUED;
-    c->next = e->queue;
-    e->queue = c;
-    if (!ev_is_active(&e->kick)) {
-        ev_timer_set(&e->kick, 0., 0.);
-        ev_timer_start(e->loop, &e->kick);
-    }
-}
-
-static void vset(char **slot, const char *fmt, va_list ap)
-{
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    free(*slot);
-    *slot = s;
-}
-
-void emr_fail(emr_call_t *c, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vset(&c->msg, fmt, ap);
-    va_end(ap);
-    emr_set_str(&c->code, code);
-    emr_finish(c, BT_OP_FAILED);
-}
-
-/* Ask again later: TRANSIENT, or NOT_SENT when nothing can have happened. */
-static void again(emr_call_t *c, int unsent, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void again(emr_call_t *c, int unsent, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vset(&c->msg, fmt, ap);
-    va_end(ap);
-    emr_finish(c, unsent ? BT_OP_NOT_SENT : BT_OP_TRANSIENT);
-}
+/* ------------------------------------------------------------ requests */
 
 /* The operations that change what runs (side effects for the transport). */
 static int changes_state(const char *op)
@@ -235,141 +140,163 @@ static int changes_state(const char *op)
            !strcmp(op, "TerminateJobFlows") || !strcmp(op, "CancelSteps");
 }
 
-/* ------------------------------------------------------------ requests */
-
-static void on_http(bt_err_t err, const bt_http_response_t *res, void *arg)
+/* Ask again later, nothing having happened. */
+static void not_sent(emr_call_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void not_sent(emr_call_t *c, const char *fmt, ...)
 {
-    emr_call_t *c = arg;
-    if (!c->e) {
-        emr_call_free(c); /* detached when the family was freed */
-        return;
-    }
-    c->where = W_NONE;
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    opc_set(&c->base, BT_OP_NOT_SENT, NULL, "%s", msg ? msg : "out of memory");
+    free(msg);
+    opc_done(&c->base);
+}
+
+static int throttled(const bt_http_response_t *res)
+{
+    emr_error_t ae;
+    if (res->status >= 200 && res->status < 300)
+        return 0;
+    emr_parse_error(res->body, res->body_len, &ae);
+    return emr_is_throttling(ae.type);
+}
+
+static void trouble(opc_call_t *c, bt_err_t err, const bt_http_response_t *res, char *msg,
+                    size_t len)
+{
+    emr_error_t ae;
     if (err != BT_OK || !res || res->status == 0) {
-        again(c, res && res->unsent, "%s: %s: %s", c->op,
-              res && res->unsent ? "not sent" : "no answer from EMR",
-              res && res->error ? res->error : bt_strerror(err));
+        snprintf(msg, len, "%s: %s: %s", c->rq.what,
+                 res && res->unsent ? "not sent" : "no answer from EMR",
+                 res && res->error ? res->error : bt_strerror(err));
         return;
     }
+    emr_parse_error(res->body, res->body_len, &ae);
+    snprintf(msg, len, "%s: HTTP %ld %s: %s", c->rq.what, res->status, ae.type,
+             ae.message[0] ? ae.message : "(no message)");
+}
+
+/* The JSON object of a 2xx answer, for the step; anything else ends the
+ * call here. */
+static json_t *parse(opc_call_t *oc, const bt_http_response_t *res)
+{
+    emr_call_t *c = emr_of(oc);
+    const char *op = oc->rq.what;
     if (res->status >= 200 && res->status < 300) {
         json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
-        if (!json_is_object(j)) {
-            /* the start of what came, printable: it goes into records and JSON */
-            char head[161];
-            size_t n = res->body_len < sizeof head - 1 ? res->body_len : sizeof head - 1;
-            for (size_t i = 0; i < n; i++)
-                head[i] = res->body[i] >= 0x20 && res->body[i] < 0x7f ? res->body[i] : '?';
-            head[n] = '\0';
-            json_decref(j);
-            emr_set_str(&c->detail, n ? head : NULL);
-            emr_fail(c, "bad_response", "%s: HTTP %ld with a body that is not a JSON object",
-                     c->op, res->status);
-            return;
-        }
-        c->next_fn(c, j); /* may finish (and free) c */
+        if (json_is_object(j))
+            return j;
+        /* the start of what came, printable: it goes into records and JSON */
+        char head[161];
+        size_t n = res->body_len < sizeof head - 1 ? res->body_len : sizeof head - 1;
+        for (size_t i = 0; i < n; i++)
+            head[i] = res->body[i] >= 0x20 && res->body[i] < 0x7f ? res->body[i] : '?';
+        head[n] = '\0';
         json_decref(j);
-        return;
+        opc_set_detail(&c->base, n ? head : NULL);
+        opc_fail(&c->base, "bad_response", "%s: HTTP %ld with a body that is not a JSON object",
+                 op, res->status);
+        return NULL;
     }
     emr_error_t ae;
     emr_parse_error(res->body, res->body_len, &ae);
     const char *what = ae.message[0] ? ae.message : "(no message)";
-    if (res->status == 429 || res->status >= 500 || emr_is_throttling(ae.type)) {
-        c->retry_after_ms = res->retry_after_ms;
-        again(c, res->unsent, "%s: HTTP %ld %s: %s", c->op, res->status, ae.type, what);
-    } else if (emr_is_expired_token(ae.type)) {
+    if (emr_is_expired_token(ae.type)) {
         bt_aws_creds_invalidate(c->e->creds);
-        again(c, 1, "%s: %s: %s", c->op, ae.type, what); /* refused: nothing done */
-    } else {
-        char code[112];
-        if (ae.type[0])
-            snprintf(code, sizeof code, "%s", ae.type);
-        else
-            snprintf(code, sizeof code, "http_%ld", res->status);
-        emr_fail(c, code, "%s: %s: %s", c->op, code, what);
+        not_sent(c, "%s: %s: %s", op, ae.type, what); /* refused: nothing done */
+        return NULL;
     }
+    char code[112];
+    if (ae.type[0])
+        snprintf(code, sizeof code, "%s", ae.type);
+    else
+        snprintf(code, sizeof code, "http_%ld", res->status);
+    opc_fail(&c->base, code, "%s: %s: %s", op, code, what);
+    return NULL;
 }
 
 static void on_creds(bt_err_t err, const bt_aws_credentials_t *cr, const char *why, void *arg)
 {
     emr_call_t *c = arg;
-    emr_t *e = c->e;
-    c->where = W_NONE;
+    const char *op = c->base.rq.what;
     if (err != BT_OK) {
         /* nothing was sent: a submit may fail outright; anything else may
          * concern running work and is asked again */
-        if (c->kind == EMR_K_SUBMIT)
-            emr_fail(c, "no_credentials", "no AWS credentials: %s", why);
+        if (c->base.kind == OPC_SUBMIT)
+            opc_fail(&c->base, "no_credentials", "no AWS credentials: %s", why);
         else
-            again(c, 1, "no AWS credentials: %s", why);
+            not_sent(c, "no AWS credentials: %s", why);
         return;
     }
     if (cr->session_token && cr->session_token[strcspn(cr->session_token, "\r\n")]) {
-        again(c, 1, "the AWS session token (from %s) is not one line", cr->source);
+        not_sent(c, "the AWS session token (from %s) is not one line", cr->source);
         return;
     }
-    char url[1100], target[128], sigv4[96], *token = NULL;
-    const char *headers[4] = {"Content-Type: application/x-amz-json-1.1", target, NULL, NULL};
-    char *payload = json_dumps(c->body, JSON_COMPACT);
-    snprintf(url, sizeof url, "%s/", c->endpoint);
-    snprintf(target, sizeof target, "X-Amz-Target: ElasticMapReduce.%s", c->op);
+    char sigv4[96], *token = NULL;
     snprintf(sigv4, sizeof sigv4, "aws:amz:%s:elasticmapreduce", c->region);
     /* libcurl signs every header it is given but knows nothing of session
      * tokens: the token goes in as a header, and so gets signed */
-    if (cr->session_token && asprintf(&token, "X-Amz-Security-Token: %s", cr->session_token) < 0)
-        token = NULL;
-    headers[2] = token;
-    if (!payload || (cr->session_token && !token)) {
-        free(payload);
-        again(c, 1, "%s: out of memory", c->op);
+    if (cr->session_token && asprintf(&token, "X-Amz-Security-Token: %s", cr->session_token) < 0) {
+        not_sent(c, "%s: out of memory", op);
         return;
     }
-    bt_http_request_t req = {.method = "POST",
-                             .url = url,
-                             .headers = headers,
-                             .body = payload,
-                             .body_len = strlen(payload),
-                             .aws_sigv4 = sigv4,
-                             .aws_access_key = cr->access_key_id,
-                             .aws_secret_key = cr->secret_access_key,
-                             .idempotent = c->idempotent,
-                             .side_effect = changes_state(c->op),
-                             .aws_throttling = 1,
-                             .insecure = e->insecure};
-    bt_err_t herr = bt_http_request(e->http, &req, on_http, c);
+    opc_auth_t auth = {.aws_sigv4 = sigv4,
+                       .aws_access_key = cr->access_key_id,
+                       .aws_secret_key = cr->secret_access_key,
+                       .header = token};
+    opc_prepared(&c->base, &auth);
     if (token) {
         explicit_bzero(token, strlen(token));
         free(token);
     }
-    free(payload);
-    json_decref(c->body); /* the transport has its own copy */
-    c->body = NULL;
-    if (herr != BT_OK)
-        again(c, 1, "%s: cannot send: %s", c->op, bt_strerror(herr));
-    else
-        c->where = W_HTTP;
 }
 
-bt_err_t emr_send(emr_call_t *c, const char *op, json_t *body, int idempotent, emr_next_fn next)
+static bt_err_t prepare(opc_call_t *c)
 {
-    json_decref(c->body);
-    c->body = body;
-    c->op = op;
-    c->idempotent = idempotent;
-    c->next_fn = next;
-    if (!body)
+    return bt_aws_creds_get(emr_of(c)->e->creds, on_creds, emr_of(c));
+}
+
+bt_err_t emr_send(emr_call_t *c, const char *op, json_t *body, int idempotent, opc_step_fn step)
+{
+    char target[128], *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!payload)
         return BT_E_NOMEM;
-    bt_err_t err = bt_aws_creds_get(c->e->creds, on_creds, c);
-    if (err == BT_OK)
-        c->where = W_CREDS;
+    snprintf(target, sizeof target, "X-Amz-Target: ElasticMapReduce.%s", op);
+    opc_req_t rq = {.method = "POST",
+                    .what = op,
+                    .path = "/",
+                    .body = payload,
+                    .content_type = "application/x-amz-json-1.1",
+                    .header = target,
+                    .idempotent = idempotent,
+                    .side_effect = changes_state(op)};
+    bt_err_t err = opc_send(&c->base, &rq, step);
+    free(payload);
     return err;
 }
 
-void emr_continue(emr_call_t *c, const char *op, json_t *body, int idempotent, emr_next_fn next)
+void emr_continue(emr_call_t *c, const char *op, json_t *body, int idempotent, opc_step_fn step)
 {
-    bt_err_t err = emr_send(c, op, body, idempotent, next);
+    bt_err_t err = emr_send(c, op, body, idempotent, step);
     if (err != BT_OK)
-        again(c, 1, "%s: cannot send: %s", op, bt_strerror(err));
+        opc_unsent(&c->base, op, err);
 }
+
+const opc_service_t emr_service = {
+    .name = "emr",
+    .call_size = sizeof(emr_call_t),
+    .prepare = prepare,
+    .throttled = throttled,
+    .parse = parse,
+    .trouble = trouble,
+    .result = result,
+    .call_free = call_free,
+    .family_free = family_free,
+};
 
 /* ------------------------------------------------------------ verdicts */
 
@@ -383,67 +310,57 @@ static int is_target(const emr_call_t *c, const char *state)
 
 void emr_cluster_verdict(emr_call_t *c, const json_t *cluster)
 {
+    opc_call_t *oc = &c->base;
     const json_t *status = json_object_get(cluster, "Status");
     const char *state = emr_str(status, "State"), *id = emr_str(cluster, "Id");
     char reason[700];
-    if (!emr_cluster_state_known(state)) {
-        emr_fail(c, "bad_response", "unknown cluster state '%.40s'", state ? state : "(none)");
-        return;
-    }
-    emr_set_state(c, state);
+    if (!emr_cluster_state_known(state))
+        return opc_fail(oc, "bad_response", "unknown cluster state '%.40s'",
+                        state ? state : "(none)");
+    opc_set_state(oc, state);
     if (id && !c->cluster_id)
         c->cluster_id = strdup(id);
     emr_cluster_reason(status, reason, sizeof reason);
     int ready = !strcmp(state, "WAITING") || !strcmp(state, "RUNNING");
     int ending = !strcmp(state, "TERMINATING") || emr_cluster_state_terminal(state);
-    if (c->which == OP(EMR_WAIT_CLUSTER)) {
+    if (oc->which == OP(EMR_WAIT_CLUSTER)) {
         int awaits_end = is_target(c, "TERMINATING") || is_target(c, "TERMINATED") ||
                          is_target(c, "TERMINATED_WITH_ERRORS");
-        if (is_target(c, state)) {
-            emr_finish(c, BT_OP_SUCCESS);
-            return;
-        }
-        if (!emr_cluster_state_terminal(state) && !(ending && !awaits_end)) {
-            emr_finish(c, BT_OP_RUNNING);
-            return;
-        }
+        if (is_target(c, state))
+            return opc_finish(oc, BT_OP_SUCCESS);
+        if (!emr_cluster_state_terminal(state) && !(ending && !awaits_end))
+            return opc_finish(oc, BT_OP_RUNNING);
     } else if (!c->wait || ready) {
-        emr_finish(c, BT_OP_SUCCESS);
-        return;
+        return opc_finish(oc, BT_OP_SUCCESS);
     } else if (!ending) {
-        emr_finish(c, BT_OP_RUNNING);
-        return;
+        return opc_finish(oc, BT_OP_RUNNING);
     }
-    emr_set_str(&c->detail, reason[0] ? reason : NULL);
-    emr_fail(c, "cluster_terminated", "cluster %s is %s%s%s", c->cluster_id ? c->cluster_id : "?",
-             state, reason[0] ? ": " : "", reason);
+    opc_set_detail(oc, reason[0] ? reason : NULL);
+    opc_fail(oc, "cluster_terminated", "cluster %s is %s%s%s",
+             c->cluster_id ? c->cluster_id : "?", state, reason[0] ? ": " : "", reason);
 }
 
 void emr_step_verdict(emr_call_t *c, const json_t *step)
 {
+    opc_call_t *oc = &c->base;
     const json_t *status = json_object_get(step, "Status");
     const char *state = emr_str(status, "State"), *id = emr_str(step, "Id");
     char detail[900], code[32];
-    if (!emr_step_state_known(state)) {
-        emr_fail(c, "bad_response", "unknown step state '%.40s'", state ? state : "(none)");
-        return;
-    }
-    emr_set_state(c, state);
+    if (!emr_step_state_known(state))
+        return opc_fail(oc, "bad_response", "unknown step state '%.40s'",
+                        state ? state : "(none)");
+    opc_set_state(oc, state);
     if (id && !c->step_id)
         c->step_id = strdup(id);
-    if ((c->which == OP(EMR_ADD_STEP) && !c->wait) || !strcmp(state, "COMPLETED")) {
-        emr_finish(c, BT_OP_SUCCESS);
-        return;
-    }
-    if (!emr_step_state_failed(state)) {
-        emr_finish(c, BT_OP_RUNNING);
-        return;
-    }
+    if ((oc->which == OP(EMR_ADD_STEP) && !c->wait) || !strcmp(state, "COMPLETED"))
+        return opc_finish(oc, BT_OP_SUCCESS);
+    if (!emr_step_state_failed(state))
+        return opc_finish(oc, BT_OP_RUNNING);
     emr_step_failure(status, detail, sizeof detail);
-    emr_set_str(&c->detail, detail[0] ? detail : NULL);
+    opc_set_detail(oc, detail[0] ? detail : NULL);
     snprintf(code, sizeof code, "step_%s", !strcmp(state, "FAILED")      ? "failed"
                                            : !strcmp(state, "CANCELLED") ? "cancelled"
                                                                          : "interrupted");
-    emr_fail(c, code, "step %s on %s is %s%s%s", c->step_id ? c->step_id : "?",
+    opc_fail(oc, code, "step %s on %s is %s%s%s", c->step_id ? c->step_id : "?",
              c->cluster_id ? c->cluster_id : "?", state, detail[0] ? ": " : "", detail);
 }

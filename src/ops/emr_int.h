@@ -1,5 +1,5 @@
 /* Private to src/ops/emr*.c: the family context, one operator call, and
- * what each file offers the others. */
+ * what each file offers the others. The life of a call is op_call.c's. */
 #ifndef BATON_OPS_EMR_INT_H
 #define BATON_OPS_EMR_INT_H
 
@@ -8,6 +8,8 @@
 
 #include "baton/aws_creds.h"
 #include "baton/emr.h"
+#include "ops/op_call.h"
+#include "util/container.h"
 
 #define EMR_TAG_RUN_KEY "baton:run-key"
 #define EMR_MARKER_MAX 200                  /* the run key as written to EMR */
@@ -15,7 +17,6 @@
 #define EMR_ADOPT_SLACK_MS (5 * 60 * 1000)  /* clock skew allowed when listing */
 #define EMR_ADOPT_MAX_PAGES 200
 #define EMR_SUFFIX_LEN 22                   /* " [bt:" + 16 hex digits + "]" */
-#define EMR_SWEEP_MAX 32                    /* twins one sweep may look at */
 
 typedef struct emr emr_t;
 typedef struct emr_call emr_call_t;
@@ -23,10 +24,7 @@ typedef struct emr_call emr_call_t;
 #define OP(x) BATON__V1__TASK_SPEC__OPERATOR_##x
 #define SENSOR_TICK_MS 5000 /* sensors are asked this often, then gated */
 
-/* where a call is: what has to happen to it when the family is freed */
-enum { W_NONE, W_CREDS, W_HTTP, W_QUEUED };
-
-/* A sensor's next real Describe, by run key (see entry() in emr.c). */
+/* A sensor's next real Describe, by run key (see emr_start() in emr.c). */
 typedef struct gate {
     struct gate *next;
     char *key;
@@ -34,48 +32,24 @@ typedef struct gate {
     char state[32];
 } gate_t;
 
+/* The family: fam.url is the configured region's endpoint. */
 struct emr {
-    bt_operator_t ops[5];
-    struct ev_loop *loop;
-    bt_http_t *http;
+    opc_family_t fam;
     bt_aws_creds_t *creds;
-    char *region, *endpoint; /* the configured (default) region and its endpoint */
-    int insecure;
+    char *region;            /* the configured (default) region */
     uint64_t poll_ms;
-    emr_call_t *calls;       /* live calls, except queued ones */
-    emr_call_t *queue;       /* answers waiting for the kick (linked by next) */
-    ev_timer kick;
     gate_t *gates;
 };
 
-/* Called with the JSON object of a 2xx answer; errors never get here. */
-typedef void (*emr_next_fn)(emr_call_t *c, json_t *reply);
-
-enum { EMR_K_SUBMIT, EMR_K_LOOKUP, EMR_K_POLL, EMR_K_CANCEL, EMR_K_SWEEP };
-
-/* One resource carrying the run key, found by a sweep. */
-typedef struct emr_twin {
-    char id[72];
-    int64_t created_ms;
-    char state[32];
-} emr_twin_t;
-
-/* One operator call, from the entry point to its one answer. It may take
- * several EMR requests (adoption pages through lists). */
+/* One operator call (the core's part in `base`). It may take several EMR
+ * requests (adoption pages through lists). */
 struct emr_call {
-    emr_t *e;                 /* NULL: the family is gone, drop everything */
-    emr_call_t *next, *prev;  /* e->calls */
-    int where;                /* W_* */
-    int in_entry;             /* inside the operator entry: answers are queued */
-    int kind;                 /* EMR_K_* */
-    Baton__V1__TaskSpec__OperatorCase which;
-    bt_op_cb cb;
-    void *arg;
-
-    char *run_key, *marker;   /* marker: the run key as tagged (<= EMR_MARKER_MAX) */
+    opc_call_t base;
+    emr_t *e;
+    char *marker;             /* the run key as tagged (<= EMR_MARKER_MAX) */
     int64_t started_ms;
     char region[40];
-    char *endpoint;           /* base URL, no trailing '/' */
+    char *endpoint;           /* the task's own region's endpoint, or NULL (the family's) */
     char *cluster_id, *step_id;
     char *name;               /* the user's cluster name, or the full step name */
     char *sent_name;          /* the cluster name as sent: name + suffix */
@@ -85,50 +59,36 @@ struct emr_call {
     size_t ntargets;
     uint64_t gate_ms;         /* sensors: own poll interval */
 
-    /* the request being sent */
-    const char *op;
-    json_t *body;
-    int idempotent;
-    emr_next_fn next_fn;
-
     /* adoption */
     json_t *candidates;       /* cluster ids whose name matched */
     size_t cand_i;
     char *page_marker;
     unsigned pages;
-
-    /* sweep: every resource with our key, the one kept, those cancelled */
-    emr_twin_t twins[EMR_SWEEP_MAX];
-    size_t ntwins, cancel_i;
-    int keep_first;           /* the attempt runs: keep the first created */
-    unsigned cancelled;
-
-    /* the answer */
-    bt_op_status_t st;
-    char *code, *msg, *detail, *state;
-    uint64_t retry_after_ms;  /* TRANSIENT: the service's Retry-After */
+    int kept;                 /* sweep: the twin kept is chosen */
 };
 
-/* emr_call.c */
-void emr_call_free(emr_call_t *c);
-void emr_call_unlink(emr_call_t *c);
-void emr_set_str(char **slot, const char *v);
-void emr_on_kick(struct ev_loop *loop, ev_timer *t, int revents);
+static inline emr_call_t *emr_of(opc_call_t *c)
+{
+    return container_of(c, emr_call_t, base);
+}
+
+/* emr_call.c: requests and answers */
+extern const opc_service_t emr_service;
 /* Sends op with body (taken over, may be NULL on OOM) once credentials are
- * there; next gets the 2xx answer. An error means nothing was queued. */
-bt_err_t emr_send(emr_call_t *c, const char *op, json_t *body, int idempotent, emr_next_fn next);
-/* The same from inside a chain: a failure to send answers TRANSIENT. */
-void emr_continue(emr_call_t *c, const char *op, json_t *body, int idempotent, emr_next_fn next);
-void emr_finish(emr_call_t *c, bt_op_status_t st);
-void emr_fail(emr_call_t *c, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void emr_set_state(emr_call_t *c, const char *state);
+ * there; step gets the JSON object of a 2xx answer as c->base.reply
+ * (anything else never gets there). An error means nothing was queued. */
+bt_err_t emr_send(emr_call_t *c, const char *op, json_t *body, int idempotent, opc_step_fn step);
+/* The same from inside a chain: a failure to send answers NOT_SENT. */
+void emr_continue(emr_call_t *c, const char *op, json_t *body, int idempotent, opc_step_fn step);
 /* Judges a Cluster object (DescribeCluster) or a Step/StepSummary object
  * for the call's operator, and answers. */
 void emr_cluster_verdict(emr_call_t *c, const json_t *cluster);
 void emr_step_verdict(emr_call_t *c, const json_t *step);
 
-/* emr_adopt.c: lookup after a takeover, and (kind EMR_K_SWEEP) the
+/* emr.c: the entry of every operator */
+bt_err_t emr_start(opc_call_t *oc, const bt_op_call_t *call);
+
+/* emr_adopt.c: lookup after a takeover, and (kind OPC_SWEEP) the
  * duplicate sweep, which walks the same lists */
 bt_err_t emr_adopt_cluster(emr_call_t *c);
 bt_err_t emr_adopt_step(emr_call_t *c);

@@ -37,7 +37,7 @@ static int is_teardown(const Baton__V1__GenieRegisterCluster *c)
  * memory, *p then NULL. */
 static int add_param(char **p, const char *key, const char *value)
 {
-    char *esc = bt_genie_url_escape(value), *q = *p;
+    char *esc = genie_url_escape(value), *q = *p;
     if (!esc || asprintf(p, "%s&%s=%s", q, key, esc) < 0)
         *p = NULL;
     free(q);
@@ -46,7 +46,7 @@ static int add_param(char **p, const char *key, const char *value)
 }
 
 /* GET /api/v3/clusters?name=..&status=..&tag=.. (see the top of the file). */
-static char *search_path(const bt_genie_t *g, const Baton__V1__GenieRegisterCluster *c)
+static char *search_path(const genie_t *g, const Baton__V1__GenieRegisterCluster *c)
 {
     char *p = strdup("/api/v3/clusters?size=100"), tag[1200];
     if (!p || add_param(&p, "name", c->name ? c->name : ""))
@@ -70,151 +70,144 @@ static char *search_path(const bt_genie_t *g, const Baton__V1__GenieRegisterClus
 }
 
 /* GET or PATCH /api/v3/clusters/{id} */
-static bt_err_t cluster_req(bt_genie_req_t *r, const char *method, const char *id,
-                            const char *body)
+static bt_err_t cluster_req(genie_call_t *c, const char *method, const char *id,
+                            const char *body, opc_step_fn step)
 {
-    char *esc = bt_genie_url_escape(id), *path = NULL;
+    char *esc = genie_url_escape(id), *path = NULL;
     bt_err_t e = BT_E_NOMEM;
     if (esc && asprintf(&path, "/api/v3/clusters/%s", esc) >= 0) {
-        bt_genie_send_t o = {.method = method, .path = path, .body = body,
-                             .content_type = body ? "application/json" : NULL, .idempotent = 1,
-                             .max_attempts = body ? 0 : 3, .budget_ms = body ? 0 : 30000};
-        e = bt_genie_send(r, &o);
+        genie_send_t o = {.method = method, .path = path, .body = body,
+                          .content_type = body ? "application/json" : NULL,
+                          .max_attempts = body ? 0 : 3, .budget_ms = body ? 0 : 30000};
+        e = genie_send(c, &o, step);
     }
     free(esc);
     free(path);
     return e;
 }
 
-static bt_err_t start_teardown(bt_genie_t *g, bt_genie_req_t *r,
-                               const Baton__V1__GenieRegisterCluster *spec)
+static void on_patched(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res);
+
+/* Teardown: PATCH the next cluster found, or answer with all of them. */
+static void teardown_next(genie_call_t *c)
+{
+    if (c->next_id < c->n_ids) {
+        if (cluster_req(c, "PATCH", c->ids[c->next_id++], c->patch, on_patched) != BT_OK) {
+            opc_set(&c->base, BT_OP_TRANSIENT, NULL, "genie: out of memory");
+            opc_done(&c->base);
+        }
+        return;
+    }
+    char joined[GENIE_MAX_TEARDOWN * 40 + 1] = "";
+    size_t off = 0;
+    for (int i = 0; i < c->n_ids && off < sizeof joined; i++)
+        off += (size_t)snprintf(joined + off, sizeof joined - off, "%s%s", i ? "," : "",
+                                c->ids[i]);
+    bt_info("genie: teardown set %d cluster(s) named %s to %s", c->n_ids, c->name,
+            c->base.state ? c->base.state : "");
+    opc_output(&c->base, "genie_cluster_id", joined);
+    opc_finish(&c->base, BT_OP_SUCCESS);
+}
+
+static void on_patched(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    genie_call_t *c = genie_of(oc);
+    if (genie_2xx(res) || res->status == 404) /* gone meanwhile: nothing to change */
+        teardown_next(c);
+    else
+        genie_rejected(c, "cluster status change", res);
+}
+
+static void on_searched(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    genie_call_t *c = genie_of(oc);
+    char why[200];
+    if (res->status != 200)
+        return genie_rejected(c, "cluster search", res);
+    c->n_ids = genie_parse_clusters(res->body, res->body_len, c->name, c->ids,
+                                    GENIE_MAX_TEARDOWN, why, sizeof why);
+    if (c->n_ids < 0) {
+        c->n_ids = 0;
+        return genie_bad(c, why);
+    }
+    teardown_next(c);
+}
+
+static bt_err_t start_teardown(genie_call_t *c, const Baton__V1__GenieRegisterCluster *spec)
 {
     if (strcmp(spec->teardown_status, "OUT_OF_SERVICE") &&
         strcmp(spec->teardown_status, "TERMINATED")) {
-        bt_genie_answer_later(r, BT_OP_FAILED, "invalid_spec",
-                              "genie: teardown_status must be OUT_OF_SERVICE or TERMINATED");
+        opc_fail(&c->base, "invalid_spec",
+                 "genie: teardown_status must be OUT_OF_SERVICE or TERMINATED");
         return BT_OK;
     }
-    char *path = search_path(g, spec);
-    r->patch = bt_genie_status_patch(spec->teardown_status);
-    r->name = strdup(spec->name ? spec->name : "");
-    snprintf(r->state, sizeof r->state, "%s", spec->teardown_status);
-    r->step = BT_GENIE_ST_CL_SEARCH;
-    bt_genie_send_t o = {.method = "GET", .path = path, .idempotent = 1, .max_attempts = 3,
-                         .budget_ms = 30000};
-    bt_err_t e = path && r->patch && r->name ? bt_genie_send(r, &o) : BT_E_NOMEM;
+    char *path = search_path(c->g, spec);
+    c->patch = genie_status_patch(spec->teardown_status);
+    c->name = strdup(spec->name ? spec->name : "");
+    genie_set_state(c, spec->teardown_status);
+    genie_send_t o = {.method = "GET", .path = path, .max_attempts = 3, .budget_ms = 30000};
+    bt_err_t e = path && c->patch && c->name ? genie_send(c, &o, on_searched) : BT_E_NOMEM;
     free(path);
     return e;
 }
 
-bt_err_t bt_genie_cluster_call(bt_genie_t *g, const bt_op_call_t *c, bt_genie_call_t kind)
+static void on_registered(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    const Baton__V1__GenieRegisterCluster *spec = c->spec->genie_register_cluster;
+    genie_call_t *c = genie_of(oc);
+    if (!genie_2xx(res) && res->status != 409)
+        return genie_rejected(c, "cluster registration", res);
+    bt_info("genie: cluster %s %s", c->id,
+            res->status == 409 ? "already registered: adopting it" : "registered");
+    opc_output(oc, "genie_cluster_id", c->id);
+    opc_finish(oc, BT_OP_SUCCESS);
+}
+
+static void on_looked_up(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    genie_call_t *c = genie_of(oc);
+    char why[200], state[32] = "";
+    if (genie_got(c, res, "cluster lookup", "genie: no such cluster"))
+        return;
+    if (genie_parse_cluster(res->body, res->body_len, state, sizeof state, why, sizeof why))
+        return genie_bad(c, why);
+    genie_set_state(c, state);
+    opc_output(oc, "genie_cluster_id", c->id);
+    opc_finish(oc, BT_OP_SUCCESS);
+}
+
+bt_err_t genie_cluster_start(opc_call_t *oc, const bt_op_call_t *call)
+{
+    const Baton__V1__GenieRegisterCluster *spec = call->spec->genie_register_cluster;
     bt_err_t e;
-    if (!spec || !c->run->run_key)
+    if (!spec || !call->run->run_key)
         return BT_E_INVAL;
-    bt_genie_req_t *r = bt_genie_req_new(g, c, BT_GENIE_ST_CL_REGISTER, 0);
-    if (!r)
-        return BT_E_NOMEM;
-    bt_genie_uuid(g->cluster, "cluster", c->run->run_key, r->id);
-    if (kind == BT_GENIE_CANCEL) { /* nothing runs remotely */
-        bt_genie_answer_later(r, BT_OP_SUCCESS, NULL, NULL);
+    genie_call_t *c = genie_call_init(oc, 0);
+    genie_uuid(c->g->cluster, "cluster", call->run->run_key, c->id);
+    if (oc->kind == OPC_CANCEL) { /* nothing runs remotely */
+        opc_output(oc, "genie_cluster_id", "");
+        opc_finish(oc, BT_OP_SUCCESS);
         return BT_OK;
     }
-    if (is_teardown(spec) && kind == BT_GENIE_LOOKUP) {
+    if (is_teardown(spec) && oc->kind == OPC_LOOKUP) {
         /* nothing to adopt: running the teardown again is harmless */
-        bt_genie_answer_later(r, BT_OP_NOT_FOUND, NULL, NULL);
+        opc_finish(oc, BT_OP_NOT_FOUND);
         return BT_OK;
     }
-    if (is_teardown(spec)) {
-        e = start_teardown(g, r, spec);
-    } else if (kind == BT_GENIE_SUBMIT) {
-        char *body = bt_genie_cluster_body(spec, r->id, g->cluster, c->run->run_key);
-        if (!body) {
-            bt_genie_answer_later(r, BT_OP_FAILED, "invalid_spec",
-                                  "genie: cannot build the cluster (a field is not valid UTF-8?)");
-            return BT_OK;
-        }
-        snprintf(r->state, sizeof r->state, "%s", *spec->status ? spec->status : "UP");
-        /* the id makes a resent POST harmless: 409, adopted below */
-        bt_genie_send_t o = {.method = "POST", .path = "/api/v3/clusters", .body = body,
-                             .content_type = "application/json", .idempotent = 1};
-        e = bt_genie_send(r, &o);
-        free(body);
-    } else { /* lookup, poll: is it registered? */
-        r->step = BT_GENIE_ST_CL_GET;
-        e = cluster_req(r, "GET", r->id, NULL);
+    if (is_teardown(spec))
+        return start_teardown(c, spec);
+    if (oc->kind != OPC_SUBMIT) /* lookup, poll: is it registered? */
+        return cluster_req(c, "GET", c->id, NULL, on_looked_up);
+    char *body = genie_cluster_body(spec, c->id, c->g->cluster, call->run->run_key);
+    if (!body) {
+        opc_fail(oc, "invalid_spec",
+                 "genie: cannot build the cluster (a field is not valid UTF-8?)");
+        return BT_OK;
     }
-    if (e != BT_OK)
-        bt_genie_req_free(r);
+    genie_set_state(c, *spec->status ? spec->status : "UP");
+    /* the id makes a resent POST harmless: 409, adopted */
+    genie_send_t o = {.method = "POST", .path = "/api/v3/clusters", .body = body,
+                      .content_type = "application/json"};
+    e = genie_send(c, &o, on_registered);
+    free(body);
     return e;
-}
-
-/* Teardown: PATCH the next cluster found, or answer with all of them. */
-static void teardown_next(bt_genie_req_t *r)
-{
-    if (r->next_id < r->n_ids) {
-        if (cluster_req(r, "PATCH", r->ids[r->next_id++], r->patch) != BT_OK)
-            bt_genie_finish(r, BT_OP_TRANSIENT, NULL, "genie: out of memory", NULL, NULL, NULL);
-        return;
-    }
-    char joined[BT_GENIE_MAX_TEARDOWN * 40 + 1] = "";
-    size_t off = 0;
-    for (int i = 0; i < r->n_ids && off < sizeof joined; i++)
-        off += (size_t)snprintf(joined + off, sizeof joined - off, "%s%s", i ? "," : "",
-                                r->ids[i]);
-    bt_info("genie: teardown set %d cluster(s) named %s to %s", r->n_ids, r->name, r->state);
-    bt_genie_finish(r, BT_OP_SUCCESS, NULL, NULL, NULL, "genie_cluster_id", joined);
-}
-
-/* Every answer but the transient ones (the caller handled those). */
-void bt_genie_cluster_answer(bt_genie_req_t *r, const bt_http_response_t *res)
-{
-    char err[200];
-    switch (r->step) {
-    case BT_GENIE_ST_CL_REGISTER:
-        if (bt_genie_2xx(res) || res->status == 409) {
-            bt_info("genie: cluster %s %s", r->id,
-                    res->status == 409 ? "already registered: adopting it" : "registered");
-            bt_genie_finish(r, BT_OP_SUCCESS, NULL, NULL, NULL, "genie_cluster_id", r->id);
-        } else {
-            bt_genie_finish_rejected(r, "cluster registration", res);
-        }
-        return;
-    case BT_GENIE_ST_CL_GET:
-        if (res->status == 404)
-            bt_genie_finish(r, BT_OP_NOT_FOUND, NULL, "genie: no such cluster", NULL, NULL, NULL);
-        else if (res->status != 200)
-            bt_genie_finish_rejected(r, "cluster lookup", res);
-        else if (bt_genie_parse_cluster(res->body, res->body_len, r->state, sizeof r->state, err,
-                                        sizeof err))
-            bt_genie_finish_bad(r, err);
-        else
-            bt_genie_finish(r, BT_OP_SUCCESS, NULL, NULL, NULL, "genie_cluster_id", r->id);
-        return;
-    case BT_GENIE_ST_CL_SEARCH:
-        if (res->status != 200) {
-            bt_genie_finish_rejected(r, "cluster search", res);
-            return;
-        }
-        r->n_ids = bt_genie_parse_clusters(res->body, res->body_len, r->name, r->ids,
-                                           BT_GENIE_MAX_TEARDOWN, err, sizeof err);
-        if (r->n_ids < 0) {
-            r->n_ids = 0;
-            bt_genie_finish_bad(r, err);
-            return;
-        }
-        r->step = BT_GENIE_ST_CL_PATCH;
-        teardown_next(r);
-        return;
-    case BT_GENIE_ST_CL_PATCH:
-        if (bt_genie_2xx(res) || res->status == 404) /* gone meanwhile: nothing to change */
-            teardown_next(r);
-        else
-            bt_genie_finish_rejected(r, "cluster status change", res);
-        return;
-    default:
-        bt_genie_finish_bad(r, "an answer to no request");
-        return;
-    }
 }

@@ -108,8 +108,8 @@ static void sha1_final(sha1_t *s, unsigned char out[20])
 static const unsigned char genie_ns[16] = {0x25, 0x7c, 0xce, 0xb1, 0x5c, 0xee, 0x52, 0x1c,
                                            0xa0, 0xaf, 0x33, 0x82, 0x2a, 0x0b, 0x29, 0x02};
 
-void bt_genie_uuid(const char *cluster, const char *kind, const char *run_key,
-                   char out[BT_GENIE_ID_LEN + 1])
+void genie_uuid(const char *cluster, const char *kind, const char *run_key,
+                char out[GENIE_ID_LEN + 1])
 {
     sha1_t s;
     unsigned char d[20];
@@ -189,8 +189,8 @@ static char *dump(json_t *o, int bad)
     return s;
 }
 
-char *bt_genie_job_body(const Baton__V1__GenieJob *j, const char *id, const char *cluster,
-                        const char *run_key)
+char *genie_job_body(const Baton__V1__GenieJob *j, const char *id, const char *cluster,
+                     const char *run_key)
 {
     json_t *o = json_object(), *crits = json_array();
     int bad = !o || !crits;
@@ -233,8 +233,8 @@ char *bt_genie_job_body(const Baton__V1__GenieJob *j, const char *id, const char
     return dump(o, bad);
 }
 
-char *bt_genie_cluster_body(const Baton__V1__GenieRegisterCluster *c, const char *id,
-                            const char *cluster, const char *run_key)
+char *genie_cluster_body(const Baton__V1__GenieRegisterCluster *c, const char *id,
+                         const char *cluster, const char *run_key)
 {
     json_t *o = json_object();
     char emr[300];
@@ -253,7 +253,7 @@ char *bt_genie_cluster_body(const Baton__V1__GenieRegisterCluster *c, const char
     return dump(o, bad);
 }
 
-char *bt_genie_status_patch(const char *status)
+char *genie_status_patch(const char *status)
 {
     json_t *a = json_pack("[{s:s, s:s, s:s}]", "op", "replace", "path", "/status", "value",
                           nz(status));
@@ -262,20 +262,20 @@ char *bt_genie_status_patch(const char *status)
 
 /* ------------------------------------------------------------ parsers */
 
-bt_genie_phase_t bt_genie_phase(const char *s)
+genie_phase_t genie_phase(const char *s)
 {
     static const char *const active[] = {"INIT",    "RESERVED", "RESOLVED",
                                          "CLAIMED", "ACCEPTED", "RUNNING"};
     static const char *const failed[] = {"FAILED", "KILLED", "INVALID"};
     if (!s)
-        return BT_GENIE_UNKNOWN;
+        return GENIE_UNKNOWN;
     for (size_t i = 0; i < sizeof active / sizeof active[0]; i++)
         if (!strcmp(s, active[i]))
-            return BT_GENIE_ACTIVE;
+            return GENIE_ACTIVE;
     for (size_t i = 0; i < sizeof failed / sizeof failed[0]; i++)
         if (!strcmp(s, failed[i]))
-            return BT_GENIE_FAILED;
-    return !strcmp(s, "SUCCEEDED") ? BT_GENIE_SUCCEEDED : BT_GENIE_UNKNOWN;
+            return GENIE_FAILED;
+    return !strcmp(s, "SUCCEEDED") ? GENIE_SUCCEEDED : GENIE_UNKNOWN;
 }
 
 static json_t *load_object(const char *body, size_t len, const char *what, char *err,
@@ -295,8 +295,8 @@ static json_t *load_object(const char *body, size_t len, const char *what, char 
     return o;
 }
 
-int bt_genie_parse_status(const char *body, size_t len, char *status, size_t slen, char *err,
-                          size_t elen)
+int genie_parse_status(const char *body, size_t len, char *status, size_t slen, char *err,
+                       size_t elen)
 {
     json_t *o = load_object(body, len, "job status", err, elen);
     if (!o)
@@ -307,7 +307,7 @@ int bt_genie_parse_status(const char *body, size_t len, char *status, size_t sle
         snprintf(err, elen, "job status: no \"status\" field");
     else if (!json_is_string(s))
         snprintf(err, elen, "job status: \"status\" is not a string");
-    else if (bt_genie_phase(json_string_value(s)) == BT_GENIE_UNKNOWN)
+    else if (genie_phase(json_string_value(s)) == GENIE_UNKNOWN)
         snprintf(err, elen, "job status: unknown status \"%.64s\"", json_string_value(s));
     else if ((size_t)snprintf(status, slen, "%s", json_string_value(s)) >= slen)
         snprintf(err, elen, "job status: status too long");
@@ -317,8 +317,8 @@ int bt_genie_parse_status(const char *body, size_t len, char *status, size_t sle
     return rc;
 }
 
-int bt_genie_parse_cluster(const char *body, size_t len, char *status, size_t slen, char *err,
-                           size_t elen)
+int genie_parse_cluster(const char *body, size_t len, char *status, size_t slen, char *err,
+                        size_t elen)
 {
     json_t *o = load_object(body, len, "cluster", err, elen);
     if (!o)
@@ -354,7 +354,7 @@ static void plain_text(const char *s, size_t len, char *out, size_t n)
     out[o] = '\0';
 }
 
-void bt_genie_error_message(long status, const char *body, size_t len, char *out, size_t olen)
+void genie_error_message(long status, const char *body, size_t len, char *out, size_t olen)
 {
     char msg[400] = "";
     json_error_t jerr;
@@ -375,8 +375,8 @@ void bt_genie_error_message(long status, const char *body, size_t len, char *out
         snprintf(out, olen, "HTTP %ld", status);
 }
 
-int bt_genie_parse_clusters(const char *body, size_t len, const char *name, char **ids,
-                            int max, char *err, size_t elen)
+int genie_parse_clusters(const char *body, size_t len, const char *name, char **ids,
+                         int max, char *err, size_t elen)
 {
     json_t *o = load_object(body, len, "cluster search", err, elen), *list = NULL, *v;
     const char *k;
@@ -457,14 +457,14 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return need + 1;
 }
 
-char *bt_genie_tail_text(const char *body, size_t len)
+char *genie_tail_text(const char *body, size_t len)
 {
     const unsigned char *p = (const unsigned char *)(body ? body : "");
     if (!body)
         len = 0;
-    if (len > BT_GENIE_TAIL_BYTES) {
-        p += len - BT_GENIE_TAIL_BYTES;
-        len = BT_GENIE_TAIL_BYTES;
+    if (len > GENIE_TAIL_BYTES) {
+        p += len - GENIE_TAIL_BYTES;
+        len = GENIE_TAIL_BYTES;
     }
     char *out = malloc(len + 1), *o = out;
     if (!out)
@@ -488,7 +488,7 @@ char *bt_genie_tail_text(const char *body, size_t len)
     return out;
 }
 
-char *bt_genie_url_escape(const char *s)
+char *genie_url_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(nz(s));

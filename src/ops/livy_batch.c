@@ -6,6 +6,7 @@
  *           (GET /batches/{id}/log) becomes the error detail
  *   cancel  DELETE /batches/{id} (404: already gone, which is what we want)
  *   lookup  GET /batches?from=&size= pages, the batch named after the key
+ *   sweep   the same pages, every batch named after the key (livy.c)
  *
  * Livy refuses a second batch with a name it already has ("Duplicate
  * session name"), so a submission repeated after an unknown outcome adopts
@@ -74,118 +75,92 @@ static int known_state(const char *s)
     return classify(s) != BS_UNKNOWN;
 }
 
-bt_err_t bt_livy_batch_submit(void *ctx, const bt_op_call_t *call)
-{
-    const Baton__V1__LivyBatch *b = call->spec->livy_batch;
-    if (!b)
-        return BT_E_INVAL;
-    lv_call_t *c = lv_call_new(ctx, LV_SUBMIT, 0, call);
-    return c ? lv_submit(c, batch_body(b, c->run_key), known_state) : BT_E_NOMEM;
-}
-
-bt_err_t bt_livy_batch_lookup(void *ctx, const bt_op_call_t *call)
-{
-    return lv_start_lookup(ctx, 0, call);
-}
-
-bt_err_t bt_livy_batch_sweep(void *ctx, const bt_op_call_t *call)
-{
-    return lv_start_sweep(ctx, 0, call);
-}
-
 /* ------------------------------------------------------------ poll */
 
-static void on_info(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+static void on_info(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
+    lv_call_t *c = lv_of(oc);
     json_t *j = NULL;
-    if (err == BT_OK && res->status == 404)
-        goto out_success; /* gone already: the state said success */
-    if (lv_trouble(c, err, res, "GET /batches/{id}"))
-        return lv_done(c);
+    /* 404: gone already, and the state said success */
     if (res->status == 200) {
         if (!(j = lv_json(c, res, "GET /batches/{id}")))
-            return lv_done(c);
+            return opc_done(oc);
         json_t *app = json_object_get(j, "appId");
         if (app && !json_is_string(app) && !json_is_null(app)) {
             json_decref(j);
-            lv_set(c, BT_OP_FAILED, "bad_response", "GET /batches/%lld: appId is not a string",
-                   (long long)c->id);
-            return lv_done(c);
+            return opc_fail(oc, "bad_response", "GET /batches/%lld: appId is not a string",
+                            (long long)c->id);
         }
     }
-out_success:
-    c->status = BT_OP_SUCCESS;
     lv_output_id(c, "livy_batch_id", c->id);
     const char *app = json_string_value(json_object_get(j, "appId"));
     if (app && *app)
-        lv_output(c, "app_id", app);
+        opc_output(oc, "app_id", app);
     json_decref(j);
-    lv_done(c);
+    opc_finish(oc, BT_OP_SUCCESS);
 }
 
-static void on_state(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+static void on_state(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    if (err == BT_OK && res->status == 404) {
-        lv_set(c, BT_OP_NOT_FOUND, NULL, "Livy no longer knows batch %lld", (long long)c->id);
-        return lv_done(c);
+    lv_call_t *c = lv_of(oc);
+    if (res->status == 404) {
+        opc_set(oc, BT_OP_NOT_FOUND, NULL, "Livy no longer knows batch %lld", (long long)c->id);
+        return opc_done(oc);
     }
-    if (lv_trouble(c, err, res, "GET /batches/{id}/state"))
-        return lv_done(c);
     if (res->status != 200) {
         char msg[256];
         lv_refusal(res, msg, sizeof msg);
-        lv_set(c, BT_OP_FAILED, "http_error", "GET /batches/%lld/state: HTTP %ld: %s",
-               (long long)c->id, res->status, msg);
-        return lv_done(c);
+        return opc_fail(oc, "http_error", "GET /batches/%lld/state: HTTP %ld: %s",
+                        (long long)c->id, res->status, msg);
     }
     json_t *j = lv_json(c, res, "GET /batches/{id}/state");
     if (!j)
-        return lv_done(c);
+        return opc_done(oc);
     const char *state = json_string_value(json_object_get(j, "state"));
     batch_state_t bs = state ? classify(state) : BS_UNKNOWN;
     if (lv_json_id(j, "id") != c->id || bs == BS_UNKNOWN) {
-        lv_set(c, BT_OP_FAILED, "bad_response",
-               "GET /batches/%lld/state: %s", (long long)c->id,
-               lv_json_id(j, "id") != c->id ? "the answer is not about this batch (id)"
-               : state ? "unknown batch state"
-                       : "no state in the answer");
+        opc_set(oc, BT_OP_FAILED, "bad_response", "GET /batches/%lld/state: %s",
+                (long long)c->id,
+                lv_json_id(j, "id") != c->id ? "the answer is not about this batch (id)"
+                : state                      ? "unknown batch state"
+                                             : "no state in the answer");
         if (state)
-            lv_set_state(c, state);
+            opc_set_state(oc, state);
         json_decref(j);
-        return lv_done(c);
+        return opc_done(oc);
     }
-    lv_set_state(c, state);
+    opc_set_state(oc, state);
     json_decref(j); /* state pointed into j */
     switch (bs) {
     case BS_RUNNING:
-        c->status = BT_OP_RUNNING;
-        return lv_done(c);
+        return opc_finish(oc, BT_OP_RUNNING);
     case BS_SUCCESS:
-        return lv_chain(c, "GET", NULL, on_info, "/batches/%lld", (long long)c->id);
+        return lv_chain(c, "GET", NULL, on_info, "GET /batches/{id}", "/batches/%lld",
+                        (long long)c->id);
     default:
-        lv_set(c, BT_OP_FAILED, "remote_failed", "Livy batch %lld ended in state %s",
-               (long long)c->id, c->remote_state ? c->remote_state : "?");
+        opc_set(oc, BT_OP_FAILED, "remote_failed", "Livy batch %lld ended in state %s",
+                (long long)c->id, oc->state ? oc->state : "?");
         return lv_fetch_log_then_done(c);
     }
 }
 
-bt_err_t bt_livy_batch_poll(void *ctx, const bt_op_call_t *call)
-{
-    lv_call_t *c = lv_call_new(ctx, LV_POLL, 0, call);
-    if (!c)
-        return BT_E_NOMEM;
-    return lv_started(c, c->id < 0 ? BT_E_INVAL
-                                   : lv_send(c, "GET", NULL, on_state, "/batches/%lld/state",
-                                             (long long)c->id));
-}
+/* ------------------------------------------------------------ the operator */
 
-/* ------------------------------------------------------------ cancel */
-
-bt_err_t bt_livy_batch_cancel(void *ctx, const bt_op_call_t *call)
+bt_err_t lv_batch_start(opc_call_t *oc, const bt_op_call_t *call)
 {
-    bt_err_t e;
-    lv_call_t *c = lv_cancel_call(ctx, 0, call, &e);
-    return c ? lv_started(c, lv_send(c, "DELETE", NULL, lv_deleted, "/batches/%lld",
-                                     (long long)c->id))
-             : e;
+    lv_call_t *c = lv_call_init(oc, call, 0);
+    const Baton__V1__LivyBatch *b = call->spec->livy_batch;
+    switch (oc->kind) {
+    case OPC_SUBMIT:
+        return b ? lv_submit(c, batch_body(b, oc->run_key), known_state) : BT_E_INVAL;
+    case OPC_POLL:
+        if (c->id < 0)
+            return BT_E_INVAL;
+        return lv_send(c, "GET", NULL, on_state, "GET /batches/{id}/state", "/batches/%lld/state",
+                       (long long)c->id);
+    case OPC_CANCEL:
+        return lv_delete(c);
+    default: /* lookup, sweep */
+        return lv_lookup(c);
+    }
 }

@@ -11,6 +11,7 @@
  *   cancel  POST .../statements/{sid}/cancel when one is known, then
  *           DELETE /sessions/{id} (which stops whatever runs in it)
  *   lookup  GET /sessions?from=&size= pages, the session named after the key
+ *   sweep   the same pages, every session named after the key (livy.c)
  *
  * The dispatcher stores a handle when the work starts (submit, lookup),
  * not on every poll, so the statement id a poll learns may be forgotten.
@@ -59,19 +60,21 @@ static char *session_body(const Baton__V1__LivyStatement *s, const char *name)
 
 /* ------------------------------------------------------------ the end */
 
-static void on_cleaned(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+static void on_cleaned(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
     if (err != BT_OK || !((res->status >= 200 && res->status < 300) || res->status == 404))
         bt_warn("livy: %s: session %lld was not deleted (%s); Livy's idle timeout will end it",
-                c->run_key, (long long)c->id, err != BT_OK ? bt_strerror(err) : "HTTP error");
-    lv_done(c);
+                oc->run_key, (long long)lv_of(oc)->id,
+                err != BT_OK ? bt_strerror(err) : "HTTP error");
+    opc_done(oc);
 }
 
 /* The answer is decided: delete the session, then give the answer. */
 static void finish(lv_call_t *c)
 {
-    if (lv_send(c, "DELETE", NULL, on_cleaned, "/sessions/%lld", (long long)c->id) != BT_OK)
-        lv_done(c);
+    if (lv_send(c, "DELETE", NULL, on_cleaned, LV_ANY, "/sessions/%lld", (long long)c->id) !=
+        BT_OK)
+        opc_done(&c->base);
 }
 
 /* Up to LV_TEXT_MAX bytes of the head, cut before a character, not in it. */
@@ -79,12 +82,12 @@ static void output_head(lv_call_t *c, const char *text)
 {
     size_t n = LV_TEXT_MAX;
     if (strlen(text) <= n)
-        return lv_output(c, "output", text);
+        return opc_output(&c->base, "output", text);
     while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
         n--; /* text[n] continues a character: cut where it starts */
     char *cut = strndup(text, n);
     if (cut)
-        lv_output(c, "output", cut);
+        opc_output(&c->base, "output", cut);
     free(cut);
 }
 
@@ -92,8 +95,8 @@ static void statement_ok(lv_call_t *c, json_t *out)
 {
     json_t *data = json_object_get(out, "data");
     if (!json_is_object(data)) {
-        lv_set(c, BT_OP_FAILED, "bad_response", "statement %lld: output has no data object",
-               (long long)c->stmt_id);
+        opc_set(&c->base, BT_OP_FAILED, "bad_response",
+                "statement %lld: output has no data object", (long long)c->stmt_id);
         return;
     }
     const char *text = json_string_value(json_object_get(data, "text/plain"));
@@ -101,7 +104,7 @@ static void statement_ok(lv_call_t *c, json_t *out)
     json_t *jv = json_object_get(data, "application/json");
     if (!text && jv)
         text = dumped = json_dumps(jv, JSON_COMPACT | JSON_ENCODE_ANY);
-    c->status = BT_OP_SUCCESS;
+    c->base.status = BT_OP_SUCCESS;
     lv_output_id(c, "livy_session_id", c->id);
     lv_output_id(c, "livy_statement_id", c->stmt_id);
     output_head(c, text ? text : "");
@@ -115,8 +118,8 @@ static void statement_error(lv_call_t *c, json_t *out)
     json_t *tb = json_object_get(out, "traceback");
     ename = ename ? ename : "?";
     evalue = evalue ? evalue : "";
-    lv_set(c, BT_OP_FAILED, "remote_failed", "Livy statement %lld failed: %s: %.300s",
-           (long long)c->stmt_id, ename, evalue);
+    opc_set(&c->base, BT_OP_FAILED, "remote_failed", "Livy statement %lld failed: %s: %.300s",
+            (long long)c->stmt_id, ename, evalue);
     /* the detail: "ename: evalue" and the traceback, its end if long */
     size_t cap = strlen(ename) + strlen(evalue) + 4;
     for (size_t i = 0; i < json_array_size(tb); i++) {
@@ -131,26 +134,25 @@ static void statement_error(lv_call_t *c, json_t *out)
         const char *l = json_string_value(json_array_get(tb, i));
         len += (size_t)snprintf(text + len, cap - len, "%s", l ? l : "");
     }
-    lv_set_detail(c, lv_tail(text, LV_TEXT_MAX));
+    opc_set_detail(&c->base, lv_tail(text, LV_TEXT_MAX));
     free(text);
 }
 
 /* A statement object from Livy decides the answer (the caller frees it). */
 static void judge_statement(lv_call_t *c, json_t *st)
 {
+    opc_call_t *oc = &c->base;
     int64_t sid = lv_json_id(st, "id");
     const char *state = json_string_value(json_object_get(st, "state"));
     if (sid < 0 || !state) {
-        lv_set(c, BT_OP_FAILED, "bad_response", "Livy session %lld: a statement without %s",
-               (long long)c->id, sid < 0 ? "an id" : "a state");
+        opc_set(oc, BT_OP_FAILED, "bad_response", "Livy session %lld: a statement without %s",
+                (long long)c->id, sid < 0 ? "an id" : "a state");
         return finish(c);
     }
     c->stmt_id = sid;
-    lv_set_state(c, state);
-    if (ONE_OF(state, "waiting", "running", "cancelling")) {
-        c->status = BT_OP_RUNNING;
-        return lv_done(c);
-    }
+    opc_set_state(oc, state);
+    if (ONE_OF(state, "waiting", "running", "cancelling"))
+        return opc_finish(oc, BT_OP_RUNNING);
     json_t *out = json_object_get(st, "output");
     const char *status = json_string_value(json_object_get(out, "status"));
     if (!strcmp(state, "available") && status && !strcmp(status, "ok"))
@@ -158,32 +160,32 @@ static void judge_statement(lv_call_t *c, json_t *st)
     else if (!strcmp(state, "available") && status && !strcmp(status, "error"))
         statement_error(c, out);
     else if (!strcmp(state, "available"))
-        lv_set(c, BT_OP_FAILED, "bad_response", "statement %lld: output status %s",
-               (long long)sid, status ? "unknown" : "missing");
+        opc_set(oc, BT_OP_FAILED, "bad_response", "statement %lld: output status %s",
+                (long long)sid, status ? "unknown" : "missing");
     else if (ONE_OF(state, "error", "cancelled"))
-        lv_set(c, BT_OP_FAILED, "remote_failed", "Livy statement %lld ended in state %s",
-               (long long)sid, state);
+        opc_set(oc, BT_OP_FAILED, "remote_failed", "Livy statement %lld ended in state %s",
+                (long long)sid, state);
     else
-        lv_set(c, BT_OP_FAILED, "bad_response", "statement %lld: unknown state", (long long)sid);
+        opc_set(oc, BT_OP_FAILED, "bad_response", "statement %lld: unknown state",
+                (long long)sid);
     finish(c);
 }
 
 /* ------------------------------------------------------------ poll */
 
-static void on_statement(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+static void on_statement(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
+    lv_call_t *c = lv_of(oc);
     char msg[256];
-    if (err == BT_OK && res->status == 404) {
-        lv_set(c, BT_OP_NOT_FOUND, NULL, "Livy no longer knows session %lld or its statement",
-               (long long)c->id);
-        return lv_done(c);
+    if (res->status == 404) {
+        opc_set(oc, BT_OP_NOT_FOUND, NULL, "Livy no longer knows session %lld or its statement",
+                (long long)c->id);
+        return opc_done(oc);
     }
-    if (lv_trouble(c, err, res, "statement request"))
-        return lv_done(c);
     if (res->status != 200 && res->status != 201) {
         lv_refusal(res, msg, sizeof msg);
-        lv_set(c, BT_OP_FAILED, "rejected", "Livy refused the statement (HTTP %ld): %s",
-               res->status, msg);
+        opc_set(oc, BT_OP_FAILED, "rejected", "Livy refused the statement (HTTP %ld): %s",
+                res->status, msg);
         return finish(c);
     }
     json_t *j = lv_json(c, res, "statement");
@@ -193,79 +195,77 @@ static void on_statement(lv_call_t *c, bt_err_t err, const bt_http_response_t *r
     json_decref(j);
 }
 
-static void on_session_state(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+/* The session is idle: send the statement. */
+static void send_statement(lv_call_t *c)
 {
-    if (err == BT_OK && res->status == 404) {
-        lv_set(c, BT_OP_NOT_FOUND, NULL, "Livy no longer knows session %lld", (long long)c->id);
-        return lv_done(c);
+    json_t *body = json_pack("{s:s, s:s}", "code", c->stmt_code, "kind", c->stmt_kind);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        opc_set(&c->base, BT_OP_FAILED, "operator", "the statement cannot be sent as JSON");
+        return finish(c);
     }
-    if (lv_trouble(c, err, res, "GET /sessions/{id}/state"))
-        return lv_done(c);
-    if (res->status != 200) {
-        lv_set(c, BT_OP_FAILED, "http_error", "GET /sessions/%lld/state: HTTP %ld",
-               (long long)c->id, res->status);
-        return lv_done(c);
+    bt_info("livy: %s: session %lld is idle; sending the statement", c->base.run_key,
+            (long long)c->id);
+    lv_chain(c, "POST", text, on_statement, "statement request", "/sessions/%lld/statements",
+             (long long)c->id);
+    free(text);
+}
+
+static void on_session_state(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    lv_call_t *c = lv_of(oc);
+    if (res->status == 404) {
+        opc_set(oc, BT_OP_NOT_FOUND, NULL, "Livy no longer knows session %lld", (long long)c->id);
+        return opc_done(oc);
     }
+    if (res->status != 200)
+        return opc_fail(oc, "http_error", "GET /sessions/%lld/state: HTTP %ld", (long long)c->id,
+                        res->status);
     json_t *j = lv_json(c, res, "GET /sessions/{id}/state");
     if (!j)
         return finish(c);
     const char *state = json_string_value(json_object_get(j, "state"));
     if (!state || lv_json_id(j, "id") != c->id) {
-        lv_set(c, BT_OP_FAILED, "bad_response", "GET /sessions/%lld/state: %s", (long long)c->id,
-               state ? "the answer is not about this session (id)" : "no state in the answer");
+        opc_set(oc, BT_OP_FAILED, "bad_response", "GET /sessions/%lld/state: %s",
+                (long long)c->id,
+                state ? "the answer is not about this session (id)" : "no state in the answer");
         json_decref(j);
         return finish(c);
     }
-    lv_set_state(c, state);
+    opc_set_state(oc, state);
     json_decref(j); /* state pointed into j */
-    state = c->remote_state ? c->remote_state : "";
-    if (!strcmp(state, "idle")) {
-        json_t *body = json_pack("{s:s, s:s}", "code", c->code, "kind", c->kind);
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        json_decref(body);
-        if (!text) {
-            lv_set(c, BT_OP_FAILED, "operator", "the statement cannot be sent as JSON");
-            return finish(c);
-        }
-        bt_info("livy: %s: session %lld is idle; sending the statement", c->run_key,
-                (long long)c->id);
-        lv_chain(c, "POST", text, on_statement, "/sessions/%lld/statements", (long long)c->id);
-        free(text);
-        return;
-    }
-    if (ONE_OF(state, "not_started", "starting", "recovering", "busy", "running")) {
-        c->status = BT_OP_RUNNING;
-        return lv_done(c);
-    }
+    state = oc->state ? oc->state : "";
+    if (!strcmp(state, "idle"))
+        return send_statement(c);
+    if (ONE_OF(state, "not_started", "starting", "recovering", "busy", "running"))
+        return opc_finish(oc, BT_OP_RUNNING);
     if (ONE_OF(state, "shutting_down", "error", "dead", "killed", "success")) {
-        lv_set(c, BT_OP_FAILED, "remote_failed",
-               "Livy session %lld ended in state %s before the statement ran", (long long)c->id,
-               state);
+        opc_set(oc, BT_OP_FAILED, "remote_failed",
+                "Livy session %lld ended in state %s before the statement ran", (long long)c->id,
+                state);
         return lv_fetch_log_then_done(c);
     }
-    lv_set(c, BT_OP_FAILED, "bad_response", "GET /sessions/%lld/state: unknown state",
-           (long long)c->id);
+    opc_set(oc, BT_OP_FAILED, "bad_response", "GET /sessions/%lld/state: unknown state",
+            (long long)c->id);
     finish(c);
 }
 
-static void on_statements(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+static void on_statements(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    if (err == BT_OK && res->status == 404) {
-        lv_set(c, BT_OP_NOT_FOUND, NULL, "Livy no longer knows session %lld", (long long)c->id);
-        return lv_done(c);
+    lv_call_t *c = lv_of(oc);
+    if (res->status == 404) {
+        opc_set(oc, BT_OP_NOT_FOUND, NULL, "Livy no longer knows session %lld", (long long)c->id);
+        return opc_done(oc);
     }
-    if (lv_trouble(c, err, res, "GET /sessions/{id}/statements"))
-        return lv_done(c);
-    if (res->status != 200) {
-        lv_set(c, BT_OP_FAILED, "http_error", "GET /sessions/%lld/statements: HTTP %ld",
-               (long long)c->id, res->status);
-        return lv_done(c);
-    }
+    if (res->status != 200)
+        return opc_fail(oc, "http_error", "GET /sessions/%lld/statements: HTTP %ld",
+                        (long long)c->id, res->status);
     json_t *j = lv_json(c, res, "GET /sessions/{id}/statements");
     json_t *list = json_object_get(j, "statements");
     if (j && !json_is_array(list))
-        lv_set(c, BT_OP_FAILED, "bad_response",
-               "GET /sessions/%lld/statements: no \"statements\" list", (long long)c->id);
+        opc_set(oc, BT_OP_FAILED, "bad_response",
+                "GET /sessions/%lld/statements: no \"statements\" list", (long long)c->id);
     if (!json_is_array(list)) {
         json_decref(j);
         return finish(c);
@@ -277,71 +277,56 @@ static void on_statements(lv_call_t *c, bt_err_t err, const bt_http_response_t *
         return;
     }
     json_decref(j);
-    lv_chain(c, "GET", NULL, on_session_state, "/sessions/%lld/state", (long long)c->id);
+    lv_chain(c, "GET", NULL, on_session_state, "GET /sessions/{id}/state", "/sessions/%lld/state",
+             (long long)c->id);
 }
 
-bt_err_t bt_livy_statement_poll(void *ctx, const bt_op_call_t *call)
+static bt_err_t statement_poll(lv_call_t *c, const Baton__V1__LivyStatement *s)
 {
-    const Baton__V1__LivyStatement *s = call->spec->livy_statement;
     if (!s)
         return BT_E_INVAL;
-    lv_call_t *c = lv_call_new(ctx, LV_POLL, 1, call);
-    if (!c)
-        return BT_E_NOMEM;
-    bt_err_t e = BT_E_NOMEM;
-    c->code = strdup(s->code ? s->code : "");
-    c->kind = strdup(s->kind ? s->kind : "");
+    c->stmt_code = strdup(s->code ? s->code : "");
+    c->stmt_kind = strdup(s->kind ? s->kind : "");
     if (c->id < 0)
-        e = BT_E_INVAL;
-    else if (c->code && c->kind && c->stmt_id >= 0)
-        e = lv_send(c, "GET", NULL, on_statement, "/sessions/%lld/statements/%lld",
-                    (long long)c->id, (long long)c->stmt_id);
-    else if (c->code && c->kind)
-        e = lv_send(c, "GET", NULL, on_statements, "/sessions/%lld/statements",
-                    (long long)c->id);
-    return lv_started(c, e);
-}
-
-/* ------------------------------------------------------------ submit, lookup */
-
-bt_err_t bt_livy_statement_submit(void *ctx, const bt_op_call_t *call)
-{
-    const Baton__V1__LivyStatement *s = call->spec->livy_statement;
-    if (!s)
         return BT_E_INVAL;
-    lv_call_t *c = lv_call_new(ctx, LV_SUBMIT, 1, call);
-    return c ? lv_submit(c, session_body(s, c->run_key), NULL) : BT_E_NOMEM;
-}
-
-bt_err_t bt_livy_statement_lookup(void *ctx, const bt_op_call_t *call)
-{
-    return lv_start_lookup(ctx, 1, call);
-}
-
-bt_err_t bt_livy_statement_sweep(void *ctx, const bt_op_call_t *call)
-{
-    return lv_start_sweep(ctx, 1, call);
+    if (!c->stmt_code || !c->stmt_kind)
+        return BT_E_NOMEM;
+    if (c->stmt_id >= 0)
+        return lv_send(c, "GET", NULL, on_statement, "statement request",
+                       "/sessions/%lld/statements/%lld", (long long)c->id,
+                       (long long)c->stmt_id);
+    return lv_send(c, "GET", NULL, on_statements, "GET /sessions/{id}/statements",
+                   "/sessions/%lld/statements", (long long)c->id);
 }
 
 /* ------------------------------------------------------------ cancel */
 
-static void on_statement_cancelled(lv_call_t *c, bt_err_t err, const bt_http_response_t *res)
+static void on_statement_cancelled(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
-    (void)err;
-    (void)res; /* whatever it said, deleting the session stops the statement */
-    lv_chain(c, "DELETE", NULL, lv_deleted, "/sessions/%lld", (long long)c->id);
+    /* whatever it said, deleting the session stops the statement */
+    lv_call_t *c = lv_of(oc);
+    lv_chain(c, "DELETE", NULL, lv_deleted, "DELETE /sessions/{id}", "/sessions/%lld",
+             (long long)c->id);
 }
 
-bt_err_t bt_livy_statement_cancel(void *ctx, const bt_op_call_t *call)
+/* ------------------------------------------------------------ the operator */
+
+bt_err_t lv_statement_start(opc_call_t *oc, const bt_op_call_t *call)
 {
-    bt_err_t e;
-    lv_call_t *c = lv_cancel_call(ctx, 1, call, &e);
-    if (!c)
-        return e;
-    return lv_started(c, c->stmt_id >= 0
-                             ? lv_send(c, "POST", NULL, on_statement_cancelled,
-                                       "/sessions/%lld/statements/%lld/cancel",
-                                       (long long)c->id, (long long)c->stmt_id)
-                             : lv_send(c, "DELETE", NULL, lv_deleted, "/sessions/%lld",
-                                       (long long)c->id));
+    lv_call_t *c = lv_call_init(oc, call, 1);
+    const Baton__V1__LivyStatement *s = call->spec->livy_statement;
+    switch (oc->kind) {
+    case OPC_SUBMIT:
+        return s ? lv_submit(c, session_body(s, oc->run_key), NULL) : BT_E_INVAL;
+    case OPC_POLL:
+        return statement_poll(c, s);
+    case OPC_CANCEL:
+        if (c->id >= 0 && c->stmt_id >= 0)
+            return lv_send(c, "POST", NULL, on_statement_cancelled, LV_ANY,
+                           "/sessions/%lld/statements/%lld/cancel", (long long)c->id,
+                           (long long)c->stmt_id);
+        return lv_delete(c);
+    default: /* lookup, sweep */
+        return lv_lookup(c);
+    }
 }

@@ -19,6 +19,7 @@
 
 #include "baton/clock.h"
 #include "baton/operator.h"
+#include "util/container.h"
 
 #ifdef BATON_TEST_OPERATORS
 
@@ -44,7 +45,7 @@ typedef struct test_op {
 
 static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    test_op_t *t = (test_op_t *)((char *)w - offsetof(test_op_t, kick));
+    test_op_t *t = container_of(w, test_op_t, kick);
     delivery_t *d = t->head;
     (void)loop;
     (void)revents;
