@@ -66,9 +66,28 @@ int bt_cli_pg(bt_cli_t *cli, PGconn **out);
 struct json_t;
 void bt_cli_print_json(struct json_t *j);
 
-/* Runs a text-parameter query; prints the server's error and returns NULL
- * on failure. */
+/* Runs a text-parameter query (a statement of cli/queries.h); prints the
+ * server's error and returns NULL on failure. */
 PGresult *bt_cli_query(PGconn *c, const char *sql, int n, const char *const *vals);
+
+/* A write of more than one statement runs between bt_cli_begin and
+ * bt_cli_commit, and a command prints what it did only after
+ * bt_cli_commit returned BT_EXIT_OK: COMMIT can fail where every statement
+ * before it succeeded (a deferred constraint, a serialization failure, a
+ * lost connection), and then nothing was done.
+ *
+ * bt_cli_begin returns BT_EXIT_OK, or prints the server's message and
+ * returns BT_EXIT_FAILED (then the transaction did not start: do not go on
+ * in autocommit). bt_cli_commit returns BT_EXIT_OK once the server
+ * confirmed the COMMIT; else it prints the server's message and `undone`
+ * (what the operator should know, e.g. "nothing applied") and returns
+ * BT_EXIT_FAILED. When the connection was lost during COMMIT the outcome
+ * is unknown, and it says that instead of `undone`. bt_cli_rollback ends a
+ * transaction a command gives up on; its result does not matter (closing
+ * the connection rolls back too). */
+int bt_cli_begin(PGconn *c);
+int bt_cli_commit(PGconn *c, const char *undone);
+void bt_cli_rollback(PGconn *c);
 
 /* Checks the settings a command needs; prints the reason and returns
  * BT_EXIT_USAGE when something is missing, else BT_EXIT_OK. */

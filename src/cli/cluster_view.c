@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cluster_view.h"
+#include "cli/queries.h"
 
 static int cmp_seq(const void *a, const void *b)
 {
@@ -146,8 +147,7 @@ const bt_view_node_t *bt_view_node(const bt_view_t *v, const char *name)
 int64_t bt_view_fence_epoch(PGconn *c, const char *cluster)
 {
     const char *vals[1] = {cluster};
-    PGresult *r = PQexecParams(c, "SELECT epoch FROM fence WHERE cluster = $1", 1, NULL, vals,
-                               NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, BT_SQL_FENCE_EPOCH, 1, NULL, vals, NULL, NULL, 0);
     int64_t e = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         e = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

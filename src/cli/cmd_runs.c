@@ -10,9 +10,11 @@
 
 #include "baton/clock.h"
 #include "baton/cron.h"
+#include "baton/pg.h"
 #include "baton/record.h"
 #include "baton/workflow.h"
 #include "cli/cli.h"
+#include "cli/queries.h"
 
 static int set_paused(bt_cli_t *cli, int argc, char **argv, const char *flag)
 {
@@ -25,7 +27,7 @@ static int set_paused(bt_cli_t *cli, int argc, char **argv, const char *flag)
     if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
         return rc;
     const char *vals[3] = {cli->cfg.cluster, argv[1], flag};
-    PGresult *r = bt_cli_query(c, "SELECT baton_workflow_pause($1, $2, $3::boolean)", 3, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_WORKFLOW_SET_PAUSED, 3, vals);
     rc = BT_EXIT_FAILED;
     if (r && !strcmp(PQgetvalue(r, 0, 0), "ok")) {
         printf("%s %s\n", argv[1], flag[0] == 't' ? "paused" : "unpaused");
@@ -54,13 +56,7 @@ static int request_run(PGconn *c, bt_cli_t *cli, const char *wf, const char *kin
 {
     const char *who = getenv("USER");
     const char *vals[6] = {cli->cfg.cluster, wf, kind, logical_sql, conf, who ? who : ""};
-    PGresult *r = bt_cli_query(c,
-                               "INSERT INTO run_requests (cluster, workflow_id, kind, "
-                               "logical_time, conf, requested_by) "
-                               "SELECT $1, $2, $3, coalesce($4::timestamptz, clock_timestamp()), "
-                               "$5::jsonb, $6 WHERE EXISTS (SELECT 1 FROM workflows "
-                               "WHERE cluster = $1 AND workflow_id = $2) RETURNING id",
-                               6, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_RUN_REQUEST_INSERT, 6, vals);
     if (!r)
         return BT_EXIT_FAILED;
     int ok = PQntuples(r) == 1;
@@ -147,8 +143,7 @@ int bt_cmd_backfill(bt_cli_t *cli, int argc, char **argv)
     if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
         return rc;
     const char *vals[2] = {cli->cfg.cluster, argv[optind]};
-    PGresult *r = bt_cli_query(c, "SELECT spec FROM workflows WHERE cluster = $1 AND workflow_id = $2",
-                               2, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_WORKFLOW_SPEC, 2, vals);
     bt_workflow_spec_t *s = NULL;
     if (r && PQntuples(r) == 1) {
         size_t len;
@@ -172,10 +167,9 @@ int bt_cmd_backfill(bt_cli_t *cli, int argc, char **argv)
     } else if (parse_day(from, tz, &t0) || parse_day(to, tz, &t1) || t1 < t0) {
         fprintf(stderr, "batonctl: --from/--to: want YYYY-MM-DD, from <= to\n");
         rc = BT_EXIT_USAGE;
-    } else {
+    } else if ((rc = bt_cli_begin(c)) == BT_EXIT_OK) {
+        /* every request or none; the count is printed once they are in */
         int n = 0;
-        PQclear(PQexec(c, "BEGIN"));
-        rc = BT_EXIT_OK;
         /* --to is inclusive: every schedule time before the next day */
         for (t = t0 - 1; rc == BT_EXIT_OK && bt_cron_next(cron, tz, t, &t) == BT_OK &&
                          t < t1 + 86400000 && n < 10000;
@@ -184,7 +178,10 @@ int bt_cmd_backfill(bt_cli_t *cli, int argc, char **argv)
             bt_ms_to_pg_time(t, when);
             rc = request_run(c, cli, s->id, "backfill", when, NULL);
         }
-        PQclear(PQexec(c, rc == BT_EXIT_OK ? "COMMIT" : "ROLLBACK"));
+        if (rc != BT_EXIT_OK)
+            bt_cli_rollback(c);
+        else
+            rc = bt_cli_commit(c, "no backfill run requested");
         if (rc == BT_EXIT_OK)
             printf("requested %d backfill runs of %s\n", n, s->id);
     }
@@ -223,16 +220,7 @@ int bt_cmd_runs(bt_cli_t *cli, int argc, char **argv)
     if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
         return rc;
     const char *vals[4] = {cli->cfg.cluster, wf, state, limit};
-    PGresult *r = bt_cli_query(
-        c,
-        "SELECT r.workflow_id, r.run_id, r.state, r.kind, "
-        "to_char(r.logical_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "(SELECT count(*) FILTER (WHERE t.state = 'success') || '/' || count(*) FROM "
-        " (SELECT DISTINCT ON (task_id) state FROM task_runs WHERE cluster = r.cluster "
-        "  AND workflow_id = r.workflow_id AND run_id = r.run_id ORDER BY task_id, attempt DESC) t) "
-        "FROM workflow_runs r WHERE r.cluster = $1 AND ($2::text IS NULL OR r.workflow_id = $2) "
-        "AND ($3::text IS NULL OR r.state = $3) ORDER BY r.created_at DESC LIMIT $4::int",
-        4, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_RUN_LIST, 4, vals);
     if (!r) {
         PQfinish(c);
         return BT_EXIT_FAILED;
@@ -301,11 +289,7 @@ int bt_cmd_run(bt_cli_t *cli, int argc, char **argv)
     if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
         return rc;
     const char *vals[3] = {cli->cfg.cluster, argv[2], argv[3]};
-    PGresult *r = bt_cli_query(c,
-                               "SELECT DISTINCT ON (task_id) record FROM task_runs "
-                               "WHERE cluster = $1 AND workflow_id = $2 AND run_id = $3 "
-                               "ORDER BY task_id, attempt DESC",
-                               3, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_RUN_LATEST_ATTEMPTS, 3, vals);
     if (!r || PQntuples(r) == 0) {
         if (r)
             fprintf(stderr, "batonctl: no run %s/%s\n", argv[2], argv[3]);
@@ -355,23 +339,19 @@ int bt_cmd_pool(bt_cli_t *cli, int argc, char **argv)
         if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
             return rc;
         const char *vals[3] = {cli->cfg.cluster, argv[2], argv[3]};
-        PGresult *r = bt_cli_query(c,
-                                   "INSERT INTO pools (cluster, name, slots) VALUES ($1, $2, "
-                                   "$3::int) ON CONFLICT (cluster, name) DO UPDATE SET slots = "
-                                   "EXCLUDED.slots",
-                                   3, vals);
+        PGresult *r = bt_cli_query(c, BT_SQL_POOL_SET, 3, vals);
+        rc = r ? BT_EXIT_OK : BT_EXIT_FAILED;
         if (r)
             printf("pool %s: %s slots\n", argv[2], argv[3]);
         PQclear(r);
         PQfinish(c);
-        return r ? BT_EXIT_OK : BT_EXIT_FAILED;
+        return rc;
     }
     if (argc == 2 && !strcmp(argv[1], "list")) {
         if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
             return rc;
         const char *vals[1] = {cli->cfg.cluster};
-        PGresult *r = bt_cli_query(c, "SELECT name, slots FROM pools WHERE cluster = $1 ORDER BY 1",
-                                   1, vals);
+        PGresult *r = bt_cli_query(c, BT_SQL_POOL_LIST, 1, vals);
         for (int i = 0; r && i < PQntuples(r); i++)
             printf("%-20s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
         PQclear(r);

@@ -8,6 +8,7 @@
 
 #include "baton/store.h"
 #include "cli/cli.h"
+#include "cli/queries.h"
 
 static PGresult *query(PGconn *c, const char *sql)
 {
@@ -42,15 +43,9 @@ int bt_cmd_schema(bt_cli_t *cli, int argc, char **argv)
         return BT_EXIT_UNREACHABLE;
     }
     int rc = BT_EXIT_FAILED;
-    PGresult *mig = query(c, "SELECT version, name, to_char(applied_at AT TIME ZONE 'UTC', "
-                             "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM schema_migrations "
-                             "ORDER BY version");
+    PGresult *mig = query(c, BT_SQL_SCHEMA_MIGRATIONS);
     /* Row counts from the catalogue, not count(*): cheap on a big store. */
-    PGresult *tabs = mig ? query(c, "SELECT c.relname, greatest(c.reltuples, 0)::bigint "
-                                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                    "WHERE n.nspname = current_schema() AND c.relkind = 'r' "
-                                    "ORDER BY c.relname")
-                         : NULL;
+    PGresult *tabs = mig ? query(c, BT_SQL_SCHEMA_TABLES) : NULL;
     if (!mig || !tabs)
         goto out;
 

@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/cluster_view.h"
+#include "cli/queries.h"
 
 static const char *paint(const char *state)
 {
@@ -125,13 +126,7 @@ static json_t *leader_changes(PGconn *c, const char *cluster, int limit)
     snprintf(lim, sizeof lim, "%d", limit);
     const char *vals[2] = {cluster, lim};
     json_t *arr = json_array();
-    PGresult *r = bt_cli_query(
-        c,
-        "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), node, "
-        "coalesce(detail->>'zone', ''), epoch, coalesce(detail->>'reason', ''), "
-        "coalesce(detail->>'previous_node', '') FROM events WHERE cluster = $1 AND kind = 'leader' "
-        "ORDER BY id DESC LIMIT $2::int",
-        2, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_LEADER_CHANGES, 2, vals);
     for (int i = 0; r && i < PQntuples(r); i++)
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "at",
                                              PQgetvalue(r, i, 0), "node", PQgetvalue(r, i, 1),
@@ -204,17 +199,10 @@ int bt_cmd_status(bt_cli_t *cli, int argc, char **argv)
         zk_health(cli->cfg.zk_hosts), "postgres", "reachable", c != NULL, "server_version",
         c ? PQparameterStatus(c, "server_version") : "", "handoff_pending", v.handoff_pending);
     if (c) {
-        json_object_set_new(
-            o, "runs",
-            counts(c, "SELECT state, count(*) FROM workflow_runs WHERE cluster = $1 GROUP BY 1",
-                   cli->cfg.cluster));
-        json_object_set_new(
-            o, "tasks",
-            counts(c,
-                   "SELECT state, count(*) FROM (SELECT DISTINCT ON (workflow_id, run_id, task_id) "
-                   "state FROM task_runs WHERE cluster = $1 ORDER BY workflow_id, run_id, "
-                   "task_id, attempt DESC) t GROUP BY 1",
-                   cli->cfg.cluster));
+        json_object_set_new(o, "runs",
+                            counts(c, BT_SQL_RUN_COUNT_BY_STATE, cli->cfg.cluster));
+        json_object_set_new(o, "tasks",
+                            counts(c, BT_SQL_TASK_COUNT_BY_STATE, cli->cfg.cluster));
         json_object_set_new(o, "leader_changes", leader_changes(c, cli->cfg.cluster, 5));
     }
     if (cli->json) {

@@ -10,6 +10,7 @@
 #include "baton/clock.h"
 #include "baton/record.h"
 #include "cli/cli.h"
+#include "cli/queries.h"
 
 /* Splits "<wf>/<run>/<task>/<attempt>" (attempt optional). */
 static int split_key(const char *key, char *wf, char *run, char *task, size_t len)
@@ -34,13 +35,7 @@ static int request(bt_cli_t *cli, const char *action, const char *wf, const char
     const char *who = getenv("USER");
     const char *vals[7] = {cli->cfg.cluster, action, wf, run, task, only_failed ? "t" : "f",
                            who ? who : ""};
-    PGresult *r = bt_cli_query(c,
-                               "INSERT INTO task_requests (cluster, action, workflow_id, run_id, "
-                               "task_id, only_failed, requested_by) SELECT $1, $2, $3, $4, $5, "
-                               "$6::boolean, $7 WHERE EXISTS (SELECT 1 FROM task_runs WHERE "
-                               "cluster = $1 AND workflow_id = $3 AND run_id = $4 AND "
-                               "($5::text IS NULL OR task_id = $5)) RETURNING id",
-                               7, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_TASK_REQUEST_INSERT, 7, vals);
     rc = BT_EXIT_FAILED;
     if (r && PQntuples(r) == 1) {
         printf("requested %s of %s/%s%s%s (request %s); the leader applies it\n", action, wf,
@@ -68,11 +63,7 @@ static int task_logs(bt_cli_t *cli, const char *key)
     if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
         return rc;
     const char *vals[4] = {cli->cfg.cluster, wf, run, task};
-    PGresult *r = bt_cli_query(c,
-                               "SELECT record FROM task_runs WHERE cluster = $1 AND "
-                               "workflow_id = $2 AND run_id = $3 AND task_id = $4 "
-                               "ORDER BY attempt",
-                               4, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_TASK_ATTEMPTS, 4, vals);
     json_t *arr = json_array();
     rc = r && PQntuples(r) ? BT_EXIT_OK : BT_EXIT_FAILED;
     if (rc != BT_EXIT_OK)
@@ -164,14 +155,7 @@ int bt_cmd_events(bt_cli_t *cli, int argc, char **argv)
     char ms[24];
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)since);
     const char *vals[3] = {cli->cfg.cluster, ms, limit};
-    PGresult *r = bt_cli_query(
-        c,
-        "SELECT * FROM (SELECT id, to_char(at AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), kind, node, coalesce(epoch::text, ''), "
-        "coalesce(run_key, ''), coalesce(from_state, ''), coalesce(to_state, ''), "
-        "coalesce(detail::text, '') FROM events WHERE cluster = $1 AND at > clock_timestamp() - "
-        "make_interval(secs => $2::bigint / 1000.0) ORDER BY id DESC LIMIT $3::int) e ORDER BY 1",
-        3, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_EVENT_LIST, 3, vals);
     json_t *arr = json_array();
     for (int i = 0; r && i < PQntuples(r); i++) {
         if (cli->json) {

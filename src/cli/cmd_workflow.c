@@ -7,6 +7,7 @@
 #include "baton/trigger.h"
 #include "baton/workflow.h"
 #include "cli/cli.h"
+#include "cli/queries.h"
 
 /* Loads every file, printing all diagnostics. Returns how many failed. */
 static int load_all(int n, char **files, bt_workflow_spec_t **specs)
@@ -64,24 +65,35 @@ static char *hex_param(const uint8_t *b, size_t n)
     return s;
 }
 
+/* What baton_workflow_apply answered for one file, kept until COMMIT. */
+typedef struct applied {
+    char outcome[16];  /* created, updated, unchanged */
+    char version[16];
+} applied_t;
+
+/* All files in one transaction; the "applied" lines are printed only once
+ * COMMIT succeeded, so that none of them claims what did not happen. */
 static int cmd_apply(bt_cli_t *cli, int n, char **files, int paused)
 {
     PGconn *c = NULL;
     int rc;
     bt_workflow_spec_t **specs = calloc((size_t)n + 1, sizeof *specs);
-    if (!specs)
+    applied_t *done = calloc((size_t)n + 1, sizeof *done);
+    if (!specs || !done) {
+        free(specs);
+        free(done);
         return BT_EXIT_FAILED;
+    }
     /* all or nothing: one bad file stores none */
     if (load_all(n, files, specs)) {
         fprintf(stderr, "batonctl: nothing applied\n");
-        free_all(n, specs);
-        return BT_EXIT_FAILED;
+        rc = BT_EXIT_FAILED;
+        goto out_free;
     }
-    if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK) {
-        free_all(n, specs);
-        return rc;
-    }
-    PQclear(PQexec(c, "BEGIN"));
+    if ((rc = bt_cli_pg(cli, &c)) != BT_EXIT_OK)
+        goto out_free;
+    if ((rc = bt_cli_begin(c)) != BT_EXIT_OK)
+        goto out_finish;
     for (int i = 0; i < n && rc == BT_EXIT_OK; i++) {
         size_t len = baton__v1__workflow_spec__get_packed_size(specs[i]);
         uint8_t *buf = malloc(len + 1);
@@ -92,29 +104,37 @@ static int cmd_apply(bt_cli_t *cli, int n, char **files, int paused)
         }
         free(buf);
         const char *vals[4] = {cli->cfg.cluster, specs[i]->id, hex, files[i]};
-        PGresult *r = hex ? bt_cli_query(c,
-                                         "SELECT outcome, version FROM "
-                                         "baton_workflow_apply($1, $2, $3::bytea, $4)",
-                                         4, vals)
-                          : NULL;
+        PGresult *r = hex ? bt_cli_query(c, BT_SQL_WORKFLOW_APPLY, 4, vals) : NULL;
         free(hex);
         if (!r) {
             rc = BT_EXIT_FAILED;
             break;
         }
-        printf("%s: %s %s (version %s)%s\n", files[i], specs[i]->id, PQgetvalue(r, 0, 0),
-               PQgetvalue(r, 0, 1), paused ? ", paused" : "");
+        snprintf(done[i].outcome, sizeof done[i].outcome, "%s", PQgetvalue(r, 0, 0));
+        snprintf(done[i].version, sizeof done[i].version, "%s", PQgetvalue(r, 0, 1));
         PQclear(r);
         /* in the same transaction: the dispatcher never sees it unpaused */
         if (paused) {
-            PGresult *p = bt_cli_query(c, "SELECT baton_workflow_pause($1, $2, true)", 2, vals);
+            const char *pvals[3] = {cli->cfg.cluster, specs[i]->id, "true"};
+            PGresult *p = bt_cli_query(c, BT_SQL_WORKFLOW_SET_PAUSED, 3, pvals);
             if (!p)
                 rc = BT_EXIT_FAILED;
             PQclear(p);
         }
     }
-    PQclear(PQexec(c, rc == BT_EXIT_OK ? "COMMIT" : "ROLLBACK"));
+    if (rc != BT_EXIT_OK) {
+        bt_cli_rollback(c);
+        goto out_finish;
+    }
+    if ((rc = bt_cli_commit(c, "nothing applied")) != BT_EXIT_OK)
+        goto out_finish;
+    for (int i = 0; i < n; i++)
+        printf("%s: %s %s (version %s)%s\n", files[i], specs[i]->id, done[i].outcome,
+               done[i].version, paused ? ", paused" : "");
+out_finish:
     PQfinish(c);
+out_free:
+    free(done);
     free_all(n, specs);
     return rc;
 }
@@ -135,14 +155,7 @@ static int cmd_list(bt_cli_t *cli)
     if (rc != BT_EXIT_OK)
         return rc;
     const char *vals[1] = {cli->cfg.cluster};
-    PGresult *r = bt_cli_query(
-        c,
-        "SELECT w.workflow_id, w.version, w.paused, w.spec, "
-        "coalesce(to_char(w.next_fire_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
-        "(SELECT count(*) FROM workflow_runs r WHERE r.cluster = w.cluster "
-        " AND r.workflow_id = w.workflow_id AND r.state IN ('queued', 'running')) "
-        "FROM workflows w WHERE w.cluster = $1 ORDER BY w.workflow_id",
-        1, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_WORKFLOW_LIST, 1, vals);
     if (!r) {
         PQfinish(c);
         return BT_EXIT_FAILED;
@@ -192,10 +205,7 @@ static int cmd_show(bt_cli_t *cli, const char *id)
     if (rc != BT_EXIT_OK)
         return rc;
     const char *vals[2] = {cli->cfg.cluster, id};
-    PGresult *r = bt_cli_query(c,
-                               "SELECT version, paused, spec, source FROM workflows "
-                               "WHERE cluster = $1 AND workflow_id = $2",
-                               2, vals);
+    PGresult *r = bt_cli_query(c, BT_SQL_WORKFLOW_SHOW, 2, vals);
     if (!r || PQntuples(r) != 1) {
         if (r)
             fprintf(stderr, "batonctl: no workflow '%s'\n", id);

@@ -2,8 +2,10 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "cli/queries.h"
 
 int bt_cli_pg(bt_cli_t *cli, PGconn **out)
 {
@@ -35,6 +37,58 @@ PGresult *bt_cli_query(PGconn *c, const char *sql, int n, const char *const *val
         return NULL;
     }
     return r;
+}
+
+/* "batonctl: WHAT failed: MESSAGE", one newline whether or not libpq's
+ * message ends with one. */
+static void print_failed(const char *what, const char *msg)
+{
+    size_t len = msg ? strlen(msg) : 0;
+    while (len && msg[len - 1] == '\n')
+        len--;
+    if (!len) {
+        msg = "no message from the server";
+        len = strlen(msg);
+    }
+    fprintf(stderr, "batonctl: %s failed: %.*s\n", what, (int)len, msg);
+}
+
+int bt_cli_begin(PGconn *c)
+{
+    PGresult *r = PQexec(c, BT_SQL_BEGIN);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        print_failed("BEGIN", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    PQclear(r);
+    return ok ? BT_EXIT_OK : BT_EXIT_FAILED;
+}
+
+int bt_cli_commit(PGconn *c, const char *undone)
+{
+    PGresult *r = PQexec(c, BT_SQL_COMMIT);
+    ExecStatusType st = PQresultStatus(r);
+    /* COMMIT of a transaction that had already failed is not an error to
+     * libpq: it answers COMMAND_OK with the tag ROLLBACK */
+    const char *tag = r ? PQcmdStatus(r) : NULL;
+    int ok = st == PGRES_COMMAND_OK && tag && !strcmp(tag, "COMMIT");
+    if (!ok) {
+        if (st == PGRES_COMMAND_OK)
+            print_failed("COMMIT", "the transaction had failed; the server rolled it back");
+        else
+            print_failed("COMMIT", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        if (PQstatus(c) != CONNECTION_OK)
+            fprintf(stderr, "batonctl: the connection was lost during COMMIT: whether it "
+                            "took effect is unknown; look before retrying\n");
+        else if (undone)
+            fprintf(stderr, "batonctl: %s\n", undone);
+    }
+    PQclear(r);
+    return ok ? BT_EXIT_OK : BT_EXIT_FAILED;
+}
+
+void bt_cli_rollback(PGconn *c)
+{
+    PQclear(PQexec(c, BT_SQL_ROLLBACK));
 }
 
 void bt_cli_print_json(json_t *j)

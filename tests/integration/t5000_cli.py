@@ -3,7 +3,9 @@
 PostgreSQL from the harness): status/nodes/leader with --json checked field
 by field, failover with and without --to, --to a draining node (refused),
 --to-zone, drain of the leader (hands off), undrain, events, task
-logs/kill/retry, run clear, and the documented exit codes.
+logs/kill/retry, run clear, and the documented exit codes. CommitFails:
+a COMMIT that fails (a deferred constraint) is exit 1 with no line that
+claims success, and nothing changed (no batond needed for that).
 """
 import json
 import os
@@ -13,7 +15,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import Cluster, WorkflowCase, batonctl, wait_for  # noqa: E402
+from batonlib import Cluster, WorkflowCase, batonctl, psql, wait_for  # noqa: E402
 
 
 class Cli(WorkflowCase):
@@ -231,6 +233,102 @@ class Cli(WorkflowCase):
         self.assertEqual(kinds, ["backfill"] * 3 + ["manual"])
         self.assertTrue(all(st == "success" for _, st in done), done)
         self.assertIn(".TH BATONCTL 1", self.ctl("man").stdout)
+
+
+class CommitFails(unittest.TestCase):
+    """Every statement of a write succeeds and then its COMMIT fails: a
+    DEFERRABLE INITIALLY DEFERRED constraint trigger raises only at commit
+    time, for this test's cluster only. batonctl must exit 1, print nothing
+    that claims success, and the rows must be as before. workflow apply and
+    backfill write in one transaction (BEGIN ... COMMIT); trigger is one
+    statement in autocommit, where the commit error is the statement's."""
+    SUCCESS = r"(?m)(created|updated|unchanged) \(version|^requested "
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = "c%d_cf" % os.getpid()
+        cls.dir = tempfile.mkdtemp(prefix="baton-t5000-cf-")
+        batonctl(cls.cluster, "migrate")  # no batond here to do it
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def ctl(self, *args, check=True):
+        return batonctl(self.cluster, *args, check=check)
+
+    def q(self, sql):
+        return psql(sql.replace("$C", "'%s'" % self.cluster))
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def refuse_commit(self, table):
+        """From now on a COMMIT that inserted or updated one of this
+        cluster's rows in `table` fails. Returns the function that undoes it
+        (also called when the test ends)."""
+        name = "t5000_refuse_%s_%s" % (table, self.cluster)
+        psql("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "IF NEW.cluster = TG_ARGV[0] THEN "
+             "RAISE EXCEPTION 't5000: %% refused at commit', TG_TABLE_NAME; END IF; "
+             "RETURN NULL; END $$; "
+             "CREATE CONSTRAINT TRIGGER %s AFTER INSERT OR UPDATE ON %s "
+             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %s('%s')"
+             % (name, name, table, name, self.cluster))
+
+        def drop():
+            psql("DROP TRIGGER IF EXISTS %s ON %s; DROP FUNCTION IF EXISTS %s()"
+                 % (name, table, name))
+        self.addCleanup(drop)
+        return drop
+
+    def assert_refused(self, r, undone):
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertEqual(r.stdout, "")
+        self.assertNotRegex(out, self.SUCCESS)
+        self.assertIn("refused at commit", r.stderr)
+        if undone:
+            self.assertIn("batonctl: COMMIT failed: ", r.stderr)
+            self.assertIn(undone, r.stderr)
+        self.assertNotIn("Sanitizer", out)
+        self.assertNotIn("runtime error:", out)
+
+    def test_commit_fails(self):
+        wf = self.write("cf.yaml", "workflow: cf\nschedule: \"0 6 * * *\"\ntimezone: UTC\n"
+                                   "tasks:\n  - {id: a, test_op: {}}\n")
+        self.assertIn("cf created (version 1)", self.ctl("workflow", "apply", wf).stdout)
+        row = "SELECT version, paused, encode(spec_sha256, 'hex') FROM workflows " \
+              "WHERE cluster = $C AND workflow_id = '%s'"
+        before = self.q(row % "cf")
+
+        # workflow apply: a new version of cf and a new workflow, all or nothing
+        self.write("cf.yaml", "workflow: cf\nschedule: \"0 7 * * *\"\ntimezone: UTC\n"
+                              "tasks:\n  - {id: a, test_op: {}}\n")
+        new = self.write("cf2.yaml", "workflow: cf2\nschedule: none\n"
+                                     "tasks:\n  - {id: a, test_op: {}}\n")
+        allow = self.refuse_commit("workflow_versions")
+        self.assert_refused(self.ctl("workflow", "apply", "--paused", wf, new, check=False),
+                            "nothing applied")
+        self.assertEqual(self.q(row % "cf"), before)
+        self.assertEqual(self.q(row % "cf2"), "")
+        self.assertEqual(self.q("SELECT count(*) FROM workflow_versions WHERE cluster = $C"), "1")
+        allow()
+        self.assertIn("cf updated (version 2)", self.ctl("workflow", "apply", wf).stdout)
+
+        # backfill (one transaction) and trigger (one statement)
+        allow = self.refuse_commit("run_requests")
+        self.assert_refused(self.ctl("backfill", "cf", "--from", "2026-03-02", "--to",
+                                     "2026-03-04", check=False), "no backfill run requested")
+        self.assert_refused(self.ctl("trigger", "cf", check=False), None)
+        self.assertEqual(self.q("SELECT count(*) FROM run_requests WHERE cluster = $C"), "0")
+        allow()
+        self.assertIn("requested 3 backfill runs of cf",
+                      self.ctl("backfill", "cf", "--from", "2026-03-02", "--to",
+                               "2026-03-04").stdout)
 
 
 if __name__ == "__main__":
