@@ -24,6 +24,7 @@
 #include "baton/clock.h"
 #include "baton/dispatcher.h"
 #include "baton/operator.h"
+#include "baton/pg.h"
 #include "baton/store.h"
 
 static int64_t *lags, *e2e;

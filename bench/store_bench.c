@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "baton/clock.h"
+#include "baton/pg.h"
 #include "baton/store.h"
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x

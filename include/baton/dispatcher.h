@@ -82,8 +82,12 @@ typedef struct bt_dispatcher_stats {
     uint64_t calls_deferred;       /* times a call waited for a place */
     uint64_t side_effects_in_flight; /* submits, cancels, sweeps now: a handoff waits */
     uint64_t not_found_waits;      /* NOT_FOUNDs not believed yet (Rule 4) */
-    uint64_t sweeps, duplicates_cancelled;
+    uint64_t sweeps, duplicates_found, duplicates_cancelled;
     uint64_t drains, drains_unclean;
+    /* committed moves of the task-run state machine, by [from][to] state
+     * (src/sched/task_moves.c), and moves refused as not in its table */
+    uint64_t moves[12][12];
+    uint64_t illegal_moves;
 } bt_dispatcher_stats_t;
 void bt_dispatcher_get_stats(const bt_dispatcher_t *d, bt_dispatcher_stats_t *out);
 

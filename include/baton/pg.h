@@ -120,6 +120,10 @@ void bt_pg_when_idle(bt_pg_t *pg, void (*cb)(void *arg), void *arg);
 /* Number of queries sent or queued and not yet answered. */
 unsigned bt_pg_pending(const bt_pg_t *pg);
 
+/* Formats Unix milliseconds as a PostgreSQL timestamptz literal (UTC),
+ * "2026-12-02 15:26:57.123+00". */
+void bt_ms_to_pg_time(int64_t ms, char buf[40]);
+
 /* Statistics for benchmarks and status. */
 typedef struct bt_pg_stats {
     uint64_t queries;

@@ -28,11 +28,24 @@ bt_err_t bt_run_key_format(char *buf, size_t len, const char *workflow,
                            const char *run_id, const char *task,
                            uint32_t attempt);
 
+/* Workflow runs: "queued", "running", "success", "failed", "cancelled"; NULL if unknown. */
+const char *bt_run_state_name(Baton__V1__RunState s);
+bt_err_t bt_run_state_parse(const char *name, Baton__V1__RunState *out);
+const char *bt_run_kind_name(Baton__V1__RunKind k);
+
 /* A deep copy of any message, every field heap-allocated, so that
  * <type>__free_unpacked(copy, NULL) frees it; NULL when out of memory. */
 void *bt_pb_clone(const void *msg);
 
-/* Formats Unix milliseconds as a PostgreSQL timestamptz literal (UTC). */
-void bt_ms_to_pg_time(int64_t ms, char buf[40]);
+/* Replaces a string field of a message (freeing the old value unless it is
+ * protobuf-c's shared empty string); out of memory keeps the old value. */
+void bt_pb_set_str(char **slot, const char *v);
+
+/* A task run's attempt as it is born: `scheduled`, due at due_ms, its run
+ * key made of the others, no handle yet (Livy ids -1: 0 is an id). NULL
+ * when out of memory or when a part cannot be in a run key. */
+bt_task_run_t *bt_task_attempt_new(const char *workflow, const char *run_id, const char *task,
+                                   uint32_t attempt, int64_t due_ms);
+
 
 #endif

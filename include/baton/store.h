@@ -25,8 +25,12 @@
 #include <stdint.h>
 
 #include "baton/err.h"
-#include "baton/pg.h"
 #include "baton/record.h"
+
+/* The connection under the store (include/baton/pg.h, for tests and
+ * benchmarks that count its transactions): the rest of baton talks to the
+ * store, never to libpq. */
+typedef struct bt_pg bt_pg_t;
 
 /* The newest schema version this binary knows. */
 int bt_store_schema_version(void);
@@ -47,7 +51,10 @@ typedef struct bt_store_opts {
     const char *conninfo;
     const char *cluster;   /* baton cluster name: the fence row's key */
     const char *node;      /* this node's id, recorded with every write */
-    bt_pg_opts_t pg;       /* timeouts and batch size; conninfo/stmts ignored */
+    /* the session's settings (net/pg.c has the defaults, 0 takes them) */
+    uint32_t lock_timeout_ms, statement_timeout_ms, idle_in_tx_timeout_ms;
+    uint32_t reply_timeout_ms;      /* a reply this late: the connection is given up */
+    const char *application_name;
     uint32_t fence_grace_ms; /* see fence_acquire; default 2000 */
 } bt_store_opts_t;
 
@@ -56,6 +63,11 @@ bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
 void bt_store_close(bt_store_t *st); /* pending callbacks get BT_E_CANCELLED */
 bt_pg_t *bt_store_pg(bt_store_t *st);
 int bt_store_is_up(const bt_store_t *st);
+/* Calls sent or queued and not answered yet. */
+unsigned bt_store_pending(const bt_store_t *st);
+/* One-shot: cb runs from the loop the next time nothing is in flight (see
+ * bt_pg_when_idle); check bt_store_pending first. cb NULL cancels. */
+void bt_store_when_idle(bt_store_t *st, void (*cb)(void *arg), void *arg);
 
 /* `detail` is the server's message for BT_E_PG*, else NULL. */
 typedef void (*bt_store_cb)(bt_err_t err, const char *detail, void *arg);
@@ -146,14 +158,90 @@ bt_err_t bt_store_workflow_cursor_init(bt_store_t *st, uint64_t epoch, const cha
 bt_err_t bt_store_run_transition(bt_store_t *st, uint64_t epoch, Baton__V1__RunState from,
                                  bt_workflow_run_t *run, bt_store_cb cb, void *arg);
 
-/* "queued", "running", "success", "failed", "cancelled"; NULL if unknown. */
-const char *bt_run_state_name(Baton__V1__RunState s);
-bt_err_t bt_run_state_parse(const char *name, Baton__V1__RunState *out);
-const char *bt_run_kind_name(Baton__V1__RunKind k);
 
 /* Removes an operator's task request once acted on, with an event. */
 bt_err_t bt_store_task_request_done(bt_store_t *st, uint64_t epoch, int64_t id,
                                     const char *outcome, bt_store_cb cb, void *arg);
+
+/* ---------------------------------------------------------- reads
+ *
+ * What the dispatcher loads when it starts or reloads, and polls while it
+ * leads (src/store/reads.c holds the SQL). Each answers exactly once, from
+ * the loop, with its rows decoded; rows and everything they point to are
+ * valid during the callback only. Records and specs are packed protobuf:
+ * the caller unpacks them, and decides what an undecodable one means. A
+ * bytea that does not decode is spec/record NULL with length 0. */
+
+typedef struct bt_store_workflow_row {
+    const char *workflow_id;
+    int version;
+    int paused;
+    const uint8_t *spec;        /* WorkflowSpec */
+    size_t spec_len;
+    int64_t next_fire_ms;       /* the scheduling cursor; -1: none yet */
+    int64_t change_seq;
+} bt_store_workflow_row_t;
+
+typedef struct bt_store_run_row {
+    const uint8_t *record;      /* WorkflowRun */
+    size_t record_len;
+    const uint8_t *spec;        /* the WorkflowSpec of its version */
+    size_t spec_len;
+} bt_store_run_row_t;
+
+typedef struct bt_store_task_row {
+    const char *run_key;
+    const char *state;          /* the row's state column */
+    const uint8_t *record;      /* TaskRun */
+    size_t record_len;
+} bt_store_task_row_t;
+
+typedef struct bt_store_pool_row {
+    const char *name;
+    uint32_t slots;
+} bt_store_pool_row_t;
+
+typedef struct bt_store_run_request_row {
+    int64_t id;
+    const char *workflow_id, *kind;
+    int64_t logical_ms;
+    const char *conf;           /* JSON, or NULL */
+} bt_store_run_request_row_t;
+
+typedef struct bt_store_task_request_row {
+    int64_t id;
+    const char *action, *workflow_id, *run_id;
+    const char *task_id;        /* NULL: the whole run */
+    int only_failed;
+} bt_store_task_request_row_t;
+
+/* `rows` is an array of the row type the read names (NULL unless BT_OK). */
+typedef void (*bt_store_rows_cb)(bt_err_t err, const void *rows, size_t n, const char *errmsg,
+                                 void *arg);
+
+/* Workflows whose change_seq is above `since_seq` (0: every one). */
+bt_err_t bt_store_read_workflows(bt_store_t *st, int64_t since_seq, bt_store_rows_cb cb,
+                                 void *arg);
+/* Runs queued or running, oldest logical time first, with their specs. */
+bt_err_t bt_store_read_active_runs(bt_store_t *st, bt_store_rows_cb cb, void *arg);
+/* The latest attempt of every task of those runs. */
+bt_err_t bt_store_read_active_tasks(bt_store_t *st, bt_store_rows_cb cb, void *arg);
+bt_err_t bt_store_read_pools(bt_store_t *st, bt_store_rows_cb cb, void *arg);
+/* Operators' run requests (trigger, backfill), oldest first, at most 1,000. */
+bt_err_t bt_store_read_run_requests(bt_store_t *st, bt_store_rows_cb cb, void *arg);
+/* Operators' task requests (retry, kill, clear), oldest first, at most 100. */
+bt_err_t bt_store_read_task_requests(bt_store_t *st, bt_store_rows_cb cb, void *arg);
+
+/* The fence row: the current epoch (0: none) and whether that epoch's
+ * predecessor released cleanly (bt_store_fence_release). */
+typedef void (*bt_store_fence_cb)(bt_err_t err, uint64_t epoch, int inherited_clean, void *arg);
+bt_err_t bt_store_read_fence(bt_store_t *st, bt_store_fence_cb cb, void *arg);
+
+/* A finished run's record (WorkflowRun, packed): BT_E_NOTFOUND when the run
+ * does not exist or has not finished. */
+typedef void (*bt_store_blob_cb)(bt_err_t err, const uint8_t *data, size_t len, void *arg);
+bt_err_t bt_store_read_finished_run(bt_store_t *st, const char *workflow_id, const char *run_id,
+                                    bt_store_blob_cb cb, void *arg);
 
 /* The cluster name and node id the store writes with. */
 const char *bt_store_cluster(const bt_store_t *st);

@@ -1,4 +1,4 @@
-/* Trigger rules and retry backoff: the pure decisions of the dispatcher.
+/* Trigger rules: a pure decision of the dispatcher.
  *
  * Trigger rules follow Airflow's, which our users know:
  *   all_success  run when every upstream succeeded; upstream_failed as soon
@@ -43,11 +43,5 @@ bt_trigger_decision_t bt_trigger_decide(Baton__V1__TriggerRule rule,
 
 /* "all_success", ... ; NULL for an unknown value. */
 const char *bt_trigger_rule_name(Baton__V1__TriggerRule r);
-
-/* Delay before attempt `next_attempt` (2 = the first retry): exponential
- * backoff with full jitter and a cap, as the AWS architecture blog
- * describes: uniform in [0, min(cap, base * 2^(next_attempt - 2))].
- * `rnd` is a uniform random 64-bit value (the caller's generator). */
-uint64_t bt_backoff_ms(uint64_t base_ms, uint64_t cap_ms, uint32_t next_attempt, uint64_t rnd);
 
 #endif

@@ -873,7 +873,7 @@ static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
     bt_coord_t *co = container_of(w, bt_coord_t, drain_wait);
     (void)loop;
     (void)revents;
-    bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
+    bt_store_when_idle(co->store, NULL, NULL);
     ev_timer_stop(co->loop, &co->drain_wait);
     co->release_clean = 0; /* a write never answered: nothing to vouch for */
     co_delete_nodes(co);
@@ -884,13 +884,13 @@ static void co_drain_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void co_after_calls(bt_coord_t *co)
 {
     co->shutdown_deadline_ms = bt_mono_ms() + 2000;
-    if (bt_pg_pending(bt_store_pg(co->store)) == 0) {
+    if (bt_store_pending(co->store) == 0) {
         co_release_and_delete(co); /* nothing in flight: hand over now */
         return;
     }
     /* delete as soon as the last in-flight write is answered (no polling:
      * every millisecond here is a millisecond without a dispatcher) */
-    bt_pg_when_idle(bt_store_pg(co->store), co_on_pg_idle, co);
+    bt_store_when_idle(co->store, co_on_pg_idle, co);
     ev_timer_stop(co->loop, &co->drain_wait);
     ev_timer_set(&co->drain_wait, 2.0, 0.);
     ev_timer_start(co->loop, &co->drain_wait);
@@ -1277,7 +1277,7 @@ void bt_coord_free(bt_coord_t *co)
     ev_timer_stop(co->loop, &co->publish);
     ev_check_stop(co->loop, &co->pause_check);
     if (co->store)
-        bt_pg_when_idle(bt_store_pg(co->store), NULL, NULL);
+        bt_store_when_idle(co->store, NULL, NULL);
     bt_zk_free(co->zk);
     free(co->cluster);
     free(co->node);
@@ -1332,7 +1332,7 @@ void bt_coord_shutdown(bt_coord_t *co, void (*done)(void *arg), void *arg)
     if (co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED) {
         co_hand_off(co, "shutdown", 0);
     } else if (co->role == BT_ROLE_CLAIMING ||
-               (co->store && bt_pg_pending(bt_store_pg(co->store)) > 0)) {
+               (co->store && bt_store_pending(co->store) > 0)) {
         co_step_down(co, "shutdown", 0);
     } else {
         co_delete_nodes(co);

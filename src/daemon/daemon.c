@@ -122,7 +122,7 @@ static char *status_json(void *arg)
         bt_zk_connected(zk), "zk_known_good", bt_zk_known_good(zk), "zk_session",
         (json_int_t)bt_zk_session_id(zk), "zk_last_response_ms_ago",
         (json_int_t)(bt_mono_ms() - bt_zk_last_recv_ms(zk)), "pg_connected",
-        bt_store_is_up(d->store), "pg_pending", (json_int_t)bt_pg_pending(bt_store_pg(d->store)),
+        bt_store_is_up(d->store), "pg_pending", (json_int_t)bt_store_pending(d->store),
         "now_ms", (json_int_t)bt_now_ms());
     bt_dispatcher_stats_t ds;
     bt_dispatcher_get_stats(d->dispatcher, &ds);
@@ -145,9 +145,10 @@ static char *status_json(void *arg)
      * what the gate kept back */
     bt_http_stats_t hs;
     bt_http_get_stats(d->http, &hs);
-    json_t *xj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "side_effects_in_flight",
+    json_t *xj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "side_effects_in_flight",
                            (json_int_t)ds.side_effects_in_flight, "not_found_waits",
                            (json_int_t)ds.not_found_waits, "sweeps", (json_int_t)ds.sweeps,
+                           "duplicates_found", (json_int_t)ds.duplicates_found,
                            "duplicates_cancelled", (json_int_t)ds.duplicates_cancelled,
                            "drains", (json_int_t)ds.drains, "drains_unclean",
                            (json_int_t)ds.drains_unclean, "not_sent", (json_int_t)hs.not_sent,
@@ -182,10 +183,10 @@ int bt_daemon_run(const bt_config_t *cfg)
         .conninfo = cfg->pg_conninfo,
         .cluster = cfg->cluster,
         .node = cfg->node_id,
-        .pg = {.lock_timeout_ms = (uint32_t)cfg->pg_lock_timeout_ms,
-               .statement_timeout_ms = (uint32_t)cfg->pg_statement_timeout_ms,
-               .idle_in_tx_timeout_ms = (uint32_t)cfg->pg_idle_tx_timeout_ms,
-               .application_name = "batond"},
+        .lock_timeout_ms = (uint32_t)cfg->pg_lock_timeout_ms,
+        .statement_timeout_ms = (uint32_t)cfg->pg_statement_timeout_ms,
+        .idle_in_tx_timeout_ms = (uint32_t)cfg->pg_idle_tx_timeout_ms,
+        .application_name = "batond",
     };
     if ((e = bt_store_open(d.loop, &so, &d.store)) != BT_OK) {
         bt_error("batond: cannot open the store: %s", bt_strerror(e));

@@ -41,7 +41,7 @@
 #include "baton/clock.h"
 #include "baton/http.h"
 #include "baton/log.h"
-#include "baton/trigger.h"
+#include "baton/backoff.h"
 #include "util/container.h"
 
 #define DEF_TIMEOUT_MS 30000u

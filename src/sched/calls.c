@@ -27,7 +27,7 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-parked_t *bt_parked_new(const bt_op_result_t *res)
+parked_t *parked_new(const bt_op_result_t *res)
 {
     parked_t *p = calloc(1, sizeof *p);
     if (!p)
@@ -49,13 +49,13 @@ parked_t *bt_parked_new(const bt_op_result_t *res)
     for (size_t i = 0; i < res->n_outputs && i < BT_OP_MAX_OUTPUTS; i++)
         lost |= !p->keys[i] || !p->values[i];
     if (lost) {
-        bt_parked_free(p);
+        parked_free(p);
         return NULL;
     }
     return p;
 }
 
-void bt_parked_free(parked_t *p)
+void parked_free(parked_t *p)
 {
     if (!p)
         return;
@@ -72,12 +72,12 @@ void bt_parked_free(parked_t *p)
     free(p);
 }
 
-const bt_op_result_t *bt_parked_result(const parked_t *p)
+const bt_op_result_t *parked_result(const parked_t *p)
 {
     return &p->res;
 }
 
-void bt_disp_detach_calls(bt_dispatcher_t *d)
+void disp_detach_calls(bt_dispatcher_t *d)
 {
     for (inflight_t *f = d->inflight; f; f = f->next) {
         if (!f->is_call || !f->task)
@@ -88,7 +88,7 @@ void bt_disp_detach_calls(bt_dispatcher_t *d)
     }
 }
 
-int bt_disp_attach_call(bt_dispatcher_t *d, task_t *t)
+int disp_attach_call(bt_dispatcher_t *d, task_t *t)
 {
     if (!d->n_detached)
         return 0;
@@ -104,7 +104,7 @@ int bt_disp_attach_call(bt_dispatcher_t *d, task_t *t)
     return 0;
 }
 
-void bt_disp_apply_parked(bt_dispatcher_t *d)
+void disp_apply_parked(bt_dispatcher_t *d)
 {
     inflight_t *f = d->inflight, *next;
     for (; f; f = next) {
@@ -114,34 +114,34 @@ void bt_disp_apply_parked(bt_dispatcher_t *d)
         if (!f->task) {
             /* its task is no longer active (its run ended meanwhile) */
             bt_debug("dispatch: %s: an answer for a task no longer loaded; dropped", f->run_key);
-            bt_parked_free(f->parked);
+            parked_free(f->parked);
             f->parked = NULL;
-            bt_disp_inflight_done(f);
+            disp_inflight_done(f);
             continue;
         }
         parked_t *p = f->parked;
         f->parked = NULL;
         /* `next` may go with the answer's consequences: start over */
-        bt_task_op_result(f, bt_parked_result(p));
-        bt_parked_free(p);
+        task_op_result(f, parked_result(p));
+        parked_free(p);
         next = d->inflight;
     }
 }
 
-void bt_disp_drop_parked(bt_dispatcher_t *d)
+void disp_drop_parked(bt_dispatcher_t *d)
 {
     inflight_t *f = d->inflight, *next;
     for (; f; f = next) {
         next = f->next;
         if (f->is_call && f->epoch != d->epoch && f->parked) {
-            bt_parked_free(f->parked);
+            parked_free(f->parked);
             f->parked = NULL;
-            bt_disp_inflight_done(f);
+            disp_inflight_done(f);
         }
     }
 }
 
-int64_t bt_disp_wall_of(int64_t mono_ms)
+int64_t disp_wall_of(int64_t mono_ms)
 {
     return bt_now_ms() + (mono_ms - bt_mono_ms());
 }

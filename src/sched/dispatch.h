@@ -1,7 +1,12 @@
-/* Private to src/sched: the dispatcher's in-memory model, shared by
- * dispatcher.c (life cycle, loading, runs) and task_flow.c (one task's
- * attempts). Everything here is a cache of committed PostgreSQL rows,
- * rebuilt from scratch on every start and reload. */
+/* Private to src/sched: the dispatcher's insides, shared by its files:
+ * dispatcher.c (life cycle, the turn, draining), model.c (the in-memory
+ * model), load.c (loading it from the store, the config poll), task_flow.c
+ * (one task's attempts, the state machine's gate), calls.c (operator calls
+ * across pauses and reloads), sched_runs.c (runs), requests.c (operators'
+ * task requests). The model is a cache of committed rows, rebuilt from
+ * scratch on every start and reload; what must survive a reload is kept
+ * beside it (calls, the carry list). Names: disp_ for the dispatcher,
+ * task_ for one task's flow (docs/internals.md). */
 #ifndef BATON_SCHED_DISPATCH_H
 #define BATON_SCHED_DISPATCH_H
 
@@ -26,14 +31,14 @@ typedef struct spec_ref {
  * operator messages (the bulk of a spec: strings, lists, maps) move into
  * `packed` and out of s: the scheduler needs only each task's scheduling
  * fields and operator_case, and an operator call unpacks the whole task
- * from `packed` (bt_task_spec_render). 10,000 resident tasks: 3 MB less. */
-spec_ref_t *bt_spec_ref_new(bt_workflow_spec_t *s);
-static inline spec_ref_t *bt_spec_ref_get(spec_ref_t *r)
+ * from `packed` (task_spec_render). 10,000 resident tasks: 3 MB less. */
+spec_ref_t *spec_ref_new(bt_workflow_spec_t *s);
+static inline spec_ref_t *spec_ref_get(spec_ref_t *r)
 {
     r->refs++;
     return r;
 }
-void bt_spec_ref_put(spec_ref_t *r); /* frees at the last; accepts NULL */
+void spec_ref_put(spec_ref_t *r); /* frees at the last; accepts NULL */
 
 typedef struct wf wf_t;
 typedef struct run run_t;
@@ -71,6 +76,7 @@ struct task {
     int64_t not_found_mono;     /* start of the first NOT_FOUND that counted; 0: none */
     int after_lookup;           /* submitted or adopted after a lookup: sweep for twins */
     int64_t sweep_mono;         /* a sweep is due then (monotonic ms); 0: none */
+    int sweep_tries;            /* sweeps that could not tell, so far */
     int64_t next_poll_ms;
     int64_t committed_ms;       /* when cur's write was known committed */
     int64_t wake_ms;            /* nothing to do before then (INT64_MAX: until an
@@ -116,6 +122,7 @@ typedef struct inflight {
     size_t op;                 /* its operator's index in o.ops */
     int is_submit;             /* a submit or lookup call, counted in n_submits */
     int is_side_effect;        /* submit, cancel, kill, sweep: a drain waits for it */
+    Baton__V1__TaskState from; /* a task write's move starts here */
 } inflight_t;
 
 /* An operator's answer kept while its call is detached (calls.c). */
@@ -187,22 +194,22 @@ struct bt_dispatcher {
 };
 
 /* requests.c */
-void bt_disp_poll_task_requests(bt_dispatcher_t *d);
-void bt_disp_apply_task_requests(bt_dispatcher_t *d, int64_t now);
-void bt_disp_treqs_free(bt_dispatcher_t *d);
+void disp_poll_task_requests(bt_dispatcher_t *d);
+void disp_apply_task_requests(bt_dispatcher_t *d, int64_t now);
+void disp_treqs_free(bt_dispatcher_t *d);
 
 /* dispatcher.c */
-void bt_disp_kick(bt_dispatcher_t *d);
-void bt_disp_reload(bt_dispatcher_t *d, const char *why);
-int bt_disp_may_act(bt_dispatcher_t *d);
-inflight_t *bt_disp_inflight(bt_dispatcher_t *d, task_t *t, int kind);
-void bt_disp_inflight_done(inflight_t *f); /* unlinks and frees */
+void disp_kick(bt_dispatcher_t *d);
+void disp_reload(bt_dispatcher_t *d, const char *why);
+int disp_may_act(bt_dispatcher_t *d);
+inflight_t *disp_inflight(bt_dispatcher_t *d, task_t *t, int kind);
+void disp_inflight_done(inflight_t *f); /* unlinks and frees */
 /* A drain moves on when its calls and writes are answered. */
-void bt_disp_drain_check(bt_dispatcher_t *d);
+void disp_drain_check(bt_dispatcher_t *d);
 /* Handles a write outcome common to all writes: 1 when the caller may apply
  * it (BT_OK), 0 after a reload/step-down was arranged. */
-int bt_disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const char *what);
-uint64_t bt_disp_random(bt_dispatcher_t *d);
+int disp_write_ok(bt_dispatcher_t *d, bt_err_t err, const char *detail, const char *what);
+uint64_t disp_random(bt_dispatcher_t *d);
 
 /* Lowers *wake (0: none yet) to `when`, a time something is due. */
 static inline void wake_at_ms(int64_t *wake, int64_t when)
@@ -211,45 +218,56 @@ static inline void wake_at_ms(int64_t *wake, int64_t when)
         *wake = when;
 }
 
+/* model.c */
+void disp_model_clear(bt_dispatcher_t *d);  /* carries unknown outcomes, detaches calls */
+void disp_wf_upsert(bt_dispatcher_t *d, const char *id, int version, int paused,
+                       const uint8_t *spec, size_t len, int64_t next_fire, int64_t seq);
+void disp_pools_clear(bt_dispatcher_t *d);
+int64_t disp_carried(const bt_dispatcher_t *d, const char *key); /* 0: nothing carried */
+void disp_carry_free(bt_dispatcher_t *d);
+
+/* load.c */
+int disp_load_if_wanted(bt_dispatcher_t *d); /* 1: a load started */
+void disp_on_config_poll(struct ev_loop *loop, ev_timer *w, int revents);
+
 /* calls.c: answers of detached calls, and Rule 4's clock */
-parked_t *bt_parked_new(const bt_op_result_t *res);
-void bt_parked_free(parked_t *p);
-const bt_op_result_t *bt_parked_result(const parked_t *p);
+parked_t *parked_new(const bt_op_result_t *res);
+void parked_free(parked_t *p);
+const bt_op_result_t *parked_result(const parked_t *p);
 /* Detaches every call from the model (before it is freed). */
-void bt_disp_detach_calls(bt_dispatcher_t *d);
+void disp_detach_calls(bt_dispatcher_t *d);
 /* Attaches t to this epoch's call for its run key, if there is one: 1. */
-int bt_disp_attach_call(bt_dispatcher_t *d, task_t *t);
+int disp_attach_call(bt_dispatcher_t *d, task_t *t);
 /* Applies answers that were parked while their calls were detached. */
-void bt_disp_apply_parked(bt_dispatcher_t *d);
+void disp_apply_parked(bt_dispatcher_t *d);
 /* Drops calls of other epochs' answers kept so far (a new leadership). */
-void bt_disp_drop_parked(bt_dispatcher_t *d);
+void disp_drop_parked(bt_dispatcher_t *d);
 /* Wall-clock ms for a monotonic deadline (the turn sleeps in wall time). */
-int64_t bt_disp_wall_of(int64_t mono_ms);
+int64_t disp_wall_of(int64_t mono_ms);
 
 /* task_flow.c */
-void bt_task_op_result(inflight_t *f, const bt_op_result_t *res); /* applies, frees f */
+void task_op_result(inflight_t *f, const bt_op_result_t *res); /* applies, frees f */
 /* Rule 4 for a task a load finds in `submitting` (before any call of ours
  * is attached to it); `carried` is what a reload kept for its key. */
-void bt_task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried);
+void task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried);
 /* A drain: marks t outcome_unknown in its record when it is in
  * `submitting` with an unknown outcome; 1 when a write was sent. */
-int bt_task_mark_unknown(bt_dispatcher_t *d, task_t *t);
-bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r);
-void bt_pb_set_str(char **slot, const char *v);
+int task_mark_unknown(bt_dispatcher_t *d, task_t *t);
+bt_task_run_t *task_run_copy(const bt_task_run_t *r);
 /* One turn for one task; lowers *wake to when it next needs one. */
-void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake);
+void task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake);
 /* Moves a scheduled task to queued (the caller checked pools). */
-void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now);
+void task_queue(bt_dispatcher_t *d, task_t *t, int64_t now);
 /* Creates the next attempt of t (scheduled, due at `due`), installed once
  * committed. */
-void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due);
+void task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due);
 /* Kills t: cancels remote work first when there is some. 0 when t is busy
  * (try again next turn), 1 when done or under way. */
-int bt_task_kill(bt_dispatcher_t *d, task_t *t);
+int task_kill(bt_dispatcher_t *d, task_t *t);
 /* The latest attempt's state, as trigger rules and runs see it. */
-Baton__V1__TaskState bt_task_state(const task_t *t);
+Baton__V1__TaskState task_state(const task_t *t);
 /* 1 when the trigger rule lets t run now (fills *decision). */
-int bt_task_ready(const task_t *t, int *decision);
-int bt_task_is_active(const task_t *t);
+int task_ready(const task_t *t, int *decision);
+int task_is_active(const task_t *t);
 
 #endif

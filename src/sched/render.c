@@ -68,8 +68,8 @@ static bt_err_t render_msg(ProtobufCMessage *m, const bt_template_ctx_t *ctx, ch
     return BT_OK;
 }
 
-bt_err_t bt_task_spec_render(const ProtobufCBinaryData *in, const bt_template_ctx_t *ctx,
-                             bt_task_spec_t **out, char *err, size_t errlen)
+bt_err_t task_spec_render(const ProtobufCBinaryData *in, const bt_template_ctx_t *ctx,
+                          bt_task_spec_t **out, char *err, size_t errlen)
 {
     bt_task_spec_t *copy = baton__v1__task_spec__unpack(NULL, in->len, in->data);
     if (!copy) {

@@ -21,7 +21,7 @@ typedef struct treq_call {
     bt_workflow_run_t *rec;
 } treq_call_t;
 
-void bt_disp_treqs_free(bt_dispatcher_t *d)
+void disp_treqs_free(bt_dispatcher_t *d)
 {
     for (size_t i = 0; i < d->ntreqs; i++) {
         free(d->treqs[i].action);
@@ -49,17 +49,17 @@ static void drop_treq(bt_dispatcher_t *d, int64_t id)
     }
 }
 
-static void on_polled(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
+static void on_polled(bt_err_t err, const void *rows, size_t n, const char *errmsg, void *arg)
 {
     treq_call_t *c = arg;
     bt_dispatcher_t *d = c->d;
+    const bt_store_task_request_row_t *row = rows;
     (void)errmsg;
     if (c->gen == d->gen) {
         d->treqs_loading = 0;
-        for (int i = 0; err == BT_OK && i < PQntuples(res); i++) {
-            int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        for (size_t i = 0; err == BT_OK && i < n; i++) {
             size_t k;
-            for (k = 0; k < d->ntreqs && d->treqs[k].id != id; k++)
+            for (k = 0; k < d->ntreqs && d->treqs[k].id != row[i].id; k++)
                 ;
             if (k < d->ntreqs)
                 continue;
@@ -69,20 +69,20 @@ static void on_polled(bt_err_t err, PGresult *res, const char *errmsg, void *arg
             d->treqs = arr;
             struct treq *q = &d->treqs[d->ntreqs++];
             memset(q, 0, sizeof *q);
-            q->id = id;
-            q->action = strdup(PQgetvalue(res, i, 1));
-            q->workflow_id = strdup(PQgetvalue(res, i, 2));
-            q->run_id = strdup(PQgetvalue(res, i, 3));
-            q->task_id = PQgetisnull(res, i, 4) ? NULL : strdup(PQgetvalue(res, i, 4));
-            q->only_failed = PQgetvalue(res, i, 5)[0] == 't';
+            q->id = row[i].id;
+            q->action = strdup(row[i].action);
+            q->workflow_id = strdup(row[i].workflow_id);
+            q->run_id = strdup(row[i].run_id);
+            q->task_id = row[i].task_id ? strdup(row[i].task_id) : NULL;
+            q->only_failed = row[i].only_failed;
         }
-        if (err == BT_OK && PQntuples(res))
-            bt_disp_kick(d);
+        if (err == BT_OK && n)
+            disp_kick(d);
     }
     free(c);
 }
 
-void bt_disp_poll_task_requests(bt_dispatcher_t *d)
+void disp_poll_task_requests(bt_dispatcher_t *d)
 {
     if (d->treqs_loading)
         return;
@@ -91,12 +91,8 @@ void bt_disp_poll_task_requests(bt_dispatcher_t *d)
         return;
     c->d = d;
     c->gen = d->gen;
-    const char *vals[1] = {bt_store_cluster(d->o.store)};
     d->treqs_loading = 1;
-    if (bt_pg_query(bt_store_pg(d->o.store),
-                    "SELECT id, action, workflow_id, run_id, task_id, only_failed "
-                    "FROM task_requests WHERE cluster = $1 ORDER BY id LIMIT 100",
-                    1, vals, NULL, NULL, 0, on_polled, c) != BT_OK) {
+    if (bt_store_read_task_requests(d->o.store, on_polled, c) != BT_OK) {
         d->treqs_loading = 0;
         free(c);
     }
@@ -106,7 +102,7 @@ static void on_done(bt_err_t err, const char *detail, void *arg)
 {
     treq_call_t *c = arg;
     bt_dispatcher_t *d = c->d;
-    if (c->gen == d->gen && bt_disp_write_ok(d, err, detail, "task request"))
+    if (c->gen == d->gen && disp_write_ok(d, err, detail, "task request"))
         drop_treq(d, c->id);
     free(c);
 }
@@ -134,19 +130,18 @@ static void on_reopened(bt_err_t err, const char *detail, void *arg)
 {
     treq_call_t *c = arg;
     bt_dispatcher_t *d = c->d;
-    if (c->gen == d->gen && bt_disp_write_ok(d, err, detail, "run reopen"))
-        bt_disp_reload(d, "a finished run was reopened for a task request");
+    if (c->gen == d->gen && disp_write_ok(d, err, detail, "run reopen"))
+        disp_reload(d, "a finished run was reopened for a task request");
     if (c->rec)
         baton__v1__workflow_run__free_unpacked(c->rec, NULL);
     free(c);
 }
 
-static void on_run_record(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
+static void on_run_record(bt_err_t err, const uint8_t *data, size_t len, void *arg)
 {
     treq_call_t *c = arg;
     bt_dispatcher_t *d = c->d;
-    (void)errmsg;
-    if (c->gen != d->gen || err != BT_OK) {
+    if (c->gen != d->gen || (err != BT_OK && err != BT_E_NOTFOUND && err != BT_E_CORRUPT)) {
         free(c);
         return;
     }
@@ -158,16 +153,13 @@ static void on_run_record(bt_err_t err, PGresult *res, const char *errmsg, void 
         free(c);
         return;
     }
-    if (PQntuples(res) != 1) {
+    if (err == BT_E_NOTFOUND) {
         q->busy = 0;
         consume(d, q, "no such run");
         free(c);
         return;
     }
-    size_t len;
-    unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &len);
-    c->rec = b ? baton__v1__workflow_run__unpack(NULL, len, b) : NULL;
-    PQfreemem(b);
+    c->rec = data ? baton__v1__workflow_run__unpack(NULL, len, data) : NULL;
     if (!c->rec) {
         q->busy = 0;
         consume(d, q, "the run's record does not decode");
@@ -193,11 +185,8 @@ static void reopen(bt_dispatcher_t *d, struct treq *q)
     c->gen = d->gen;
     c->id = q->id;
     q->busy = 1;
-    const char *vals[3] = {bt_store_cluster(d->o.store), q->workflow_id, q->run_id};
-    if (bt_pg_query(bt_store_pg(d->o.store),
-                    "SELECT record FROM workflow_runs WHERE cluster = $1 AND workflow_id = $2 "
-                    "AND run_id = $3 AND state IN ('success', 'failed', 'cancelled')",
-                    3, vals, NULL, NULL, 0, on_run_record, c) != BT_OK) {
+    if (bt_store_read_finished_run(d->o.store, q->workflow_id, q->run_id, on_run_record, c) !=
+        BT_OK) {
         q->busy = 0;
         free(c);
     }
@@ -239,12 +228,12 @@ static int clear_marked(bt_dispatcher_t *d, run_t *r, const char *mark, int only
             return 0;
     for (size_t i = 0; i < r->ntasks; i++) {
         task_t *t = &r->tasks[i];
-        Baton__V1__TaskState s = bt_task_state(t);
+        Baton__V1__TaskState s = task_state(t);
         if (!mark[i] || !bt_task_state_is_final(s))
             continue;
         if (only_failed && !failed_state(s) && s != S(SKIPPED))
             continue;
-        bt_task_new_attempt(d, t, now);
+        task_new_attempt(d, t, now);
         (*n)++;
     }
     return 1;
@@ -271,7 +260,7 @@ static void apply_one(bt_dispatcher_t *d, struct treq *q, int64_t now)
     if (q->task_id && target == r->ntasks) {
         consume(d, q, "no such task in this run");
     } else if (!strcmp(q->action, "kill")) {
-        if (bt_task_kill(d, &r->tasks[target]))
+        if (task_kill(d, &r->tasks[target]))
             consume(d, q, "killed");
     } else if (!strcmp(q->action, "retry")) {
         mark_downstream(r, target, mark);
@@ -281,7 +270,7 @@ static void apply_one(bt_dispatcher_t *d, struct treq *q, int64_t now)
         }
     } else { /* clear */
         for (size_t i = 0; i < r->ntasks; i++)
-            if (!q->only_failed || failed_state(bt_task_state(&r->tasks[i])))
+            if (!q->only_failed || failed_state(task_state(&r->tasks[i])))
                 mark_downstream(r, i, mark);
         if (clear_marked(d, r, mark, q->only_failed, now, &n)) {
             snprintf(outcome, sizeof outcome, "%d task(s) cleared", n);
@@ -291,7 +280,7 @@ static void apply_one(bt_dispatcher_t *d, struct treq *q, int64_t now)
     free(mark);
 }
 
-void bt_disp_apply_task_requests(bt_dispatcher_t *d, int64_t now)
+void disp_apply_task_requests(bt_dispatcher_t *d, int64_t now)
 {
     for (size_t i = 0; i < d->ntreqs && d->loaded; i++)
         if (!d->treqs[i].busy)

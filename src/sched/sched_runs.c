@@ -18,38 +18,6 @@ static bt_workflow_run_t *run_rec_copy(const bt_workflow_run_t *r)
     return bt_pb_clone(r);
 }
 
-/* The first attempt of a task, as created with its run. */
-static bt_task_run_t *first_attempt(const char *wf, const char *run_id, const char *task,
-                                    int64_t due)
-{
-    char key[1024];
-    if (bt_run_key_format(key, sizeof key, wf, run_id, task, 1) != BT_OK)
-        return NULL;
-    bt_task_run_t *r = malloc(sizeof *r);
-    Baton__V1__RemoteHandle *h = malloc(sizeof *h);
-    if (!r || !h) {
-        free(r);
-        free(h);
-        return NULL;
-    }
-    baton__v1__task_run__init(r);
-    baton__v1__remote_handle__init(h);
-    h->livy_batch_id = h->livy_session_id = h->livy_statement_id = -1;
-    r->handle = h;
-    r->attempt = 1;
-    r->state = S(SCHEDULED);
-    r->due_ms = due;
-    r->run_key = strdup(key);
-    r->workflow_id = strdup(wf);
-    r->run_id = strdup(run_id);
-    r->task_id = strdup(task);
-    if (!r->run_key || !r->workflow_id || !r->run_id || !r->task_id) {
-        baton__v1__task_run__free_unpacked(r, NULL);
-        return NULL;
-    }
-    return r;
-}
-
 static void run_dates(run_t *r, const wf_t *w)
 {
     if (w && w->tz) {
@@ -58,7 +26,7 @@ static void run_dates(run_t *r, const wf_t *w)
     }
 }
 
-bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t *ref)
+bt_err_t disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t *ref)
 {
     const bt_workflow_spec_t *spec = ref->spec;
     run_t *r = calloc(1, sizeof *r);
@@ -67,7 +35,7 @@ bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t 
     r->rec = rec;
     r->spec = ref->spec;
     r->spec_ref = ref;
-    r->wf = bt_disp_wf(d, rec->workflow_id);
+    r->wf = disp_wf(d, rec->workflow_id);
     r->ntasks = spec->n_tasks;
     r->dirty = 1;
     r->tasks = calloc(spec->n_tasks + 1, sizeof *r->tasks);
@@ -82,7 +50,7 @@ bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t 
         t->packed = &ref->packed[i];
         /* a placeholder until the stored attempt is loaded (or the one we
          * just created is installed) */
-        t->cur = first_attempt(rec->workflow_id, rec->run_id, spec->tasks[i]->id, 0);
+        t->cur = bt_task_attempt_new(rec->workflow_id, rec->run_id, spec->tasks[i]->id, 1, 0);
         if (!t->cur) {
             for (size_t k = 0; k < i; k++)
                 baton__v1__task_run__free_unpacked(r->tasks[k].cur, NULL);
@@ -99,8 +67,8 @@ bt_err_t bt_disp_add_run(bt_dispatcher_t *d, bt_workflow_run_t *rec, spec_ref_t 
     return BT_OK;
 }
 
-task_t *bt_disp_find_task(bt_dispatcher_t *d, const char *wf, const char *run_id,
-                          const char *task_id)
+task_t *disp_find_task(bt_dispatcher_t *d, const char *wf, const char *run_id,
+                       const char *task_id)
 {
     for (run_t *r = d->runs; r; r = r->next) {
         if (strcmp(r->rec->workflow_id, wf) || strcmp(r->rec->run_id, run_id))
@@ -166,23 +134,23 @@ static void on_run_created(bt_err_t err, const char *detail, void *arg)
             c->wf->next_fire_ms = c->next_fire;
         bt_warn("dispatch: run %s/%s exists already", c->rec->workflow_id, c->rec->run_id);
         create_req_free(c);
-        bt_disp_kick(d);
+        disp_kick(d);
         return;
     }
-    if (!bt_disp_write_ok(d, err, detail, "run create")) {
+    if (!disp_write_ok(d, err, detail, "run create")) {
         create_req_free(c);
         return;
     }
     if (c->next_fire >= 0)
         c->wf->next_fire_ms = c->next_fire;
-    spec_ref_t *spec = bt_spec_ref_get(c->wf->spec_ref);
+    spec_ref_t *spec = spec_ref_get(c->wf->spec_ref);
     bt_workflow_run_t *rec = run_rec_copy(c->rec);
-    if (!rec || bt_disp_add_run(d, rec, spec) != BT_OK) {
-        bt_spec_ref_put(spec);
+    if (!rec || disp_add_run(d, rec, spec) != BT_OK) {
+        spec_ref_put(spec);
         if (rec)
             baton__v1__workflow_run__free_unpacked(rec, NULL);
         create_req_free(c);
-        bt_disp_reload(d, "out of memory");
+        disp_reload(d, "out of memory");
         return;
     }
     /* install the committed first attempts */
@@ -198,7 +166,7 @@ static void on_run_created(bt_err_t err, const char *detail, void *arg)
     bt_info("dispatch: created run %s/%s (%zu tasks)", r->rec->workflow_id, r->rec->run_id,
             r->ntasks);
     create_req_free(c);
-    bt_disp_kick(d);
+    disp_kick(d);
 }
 
 static void create_run(bt_dispatcher_t *d, wf_t *w, Baton__V1__RunKind kind, int64_t logical,
@@ -255,7 +223,7 @@ static void create_run(bt_dispatcher_t *d, wf_t *w, Baton__V1__RunKind kind, int
         return;
     }
     for (size_t i = 0; i < w->spec->n_tasks; i++) {
-        if (!(c->tasks[i] = first_attempt(w->id, run_id, w->spec->tasks[i]->id, now))) {
+        if (!(c->tasks[i] = bt_task_attempt_new(w->id, run_id, w->spec->tasks[i]->id, 1, now))) {
             create_req_free(c);
             return;
         }
@@ -266,7 +234,7 @@ static void create_run(bt_dispatcher_t *d, wf_t *w, Baton__V1__RunKind kind, int
                             request_id, on_run_created, c) != BT_OK) {
         w->busy = 0;
         create_req_free(c);
-        bt_disp_reload(d, "cannot send a run create");
+        disp_reload(d, "cannot send a run create");
     }
 }
 
@@ -276,9 +244,9 @@ static void on_cursor(bt_err_t err, const char *detail, void *arg)
     bt_dispatcher_t *d = c->d;
     if (c->gen == d->gen) {
         c->wf->busy = 0;
-        if (bt_disp_write_ok(d, err, detail, "cursor")) {
+        if (disp_write_ok(d, err, detail, "cursor")) {
             c->wf->next_fire_ms = c->next_fire;
-            bt_disp_kick(d);
+            disp_kick(d);
         }
     }
     free(c);
@@ -330,13 +298,13 @@ static void schedule_one(bt_dispatcher_t *d, wf_t *w, int64_t now, int64_t *wake
     create_run(d, w, BATON__V1__RUN_KIND__RUN_KIND_SCHEDULED, logical, next, -1, NULL, now);
 }
 
-void bt_disp_schedule_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
+void disp_schedule_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
 {
     for (size_t i = 0; i < d->nwfs && d->loaded; i++)
         schedule_one(d, d->wfs[i], now, wake);
     for (size_t i = 0; i < d->nreqs && d->loaded; i++) {
         struct req *q = &d->reqs[i];
-        wf_t *w = bt_disp_wf(d, q->workflow_id);
+        wf_t *w = disp_wf(d, q->workflow_id);
         if (q->busy || !w || !w->spec || w->busy)
             continue;
         uint32_t max_runs = w->spec->max_active_runs ? w->spec->max_active_runs : 1;
@@ -373,7 +341,7 @@ static void unlink_run(bt_dispatcher_t *d, run_t *r)
         baton__v1__task_run__free_unpacked(r->tasks[i].cur, NULL);
     free(r->tasks);
     baton__v1__workflow_run__free_unpacked(r->rec, NULL);
-    bt_spec_ref_put(r->spec_ref);
+    spec_ref_put(r->spec_ref);
     free(r);
 }
 
@@ -384,11 +352,11 @@ static void on_run_finished(bt_err_t err, const char *detail, void *arg)
     if (f->gen == d->gen) {
         f->run->pending = 0;
         f->run->dirty = 1;
-        if (bt_disp_write_ok(d, err, detail, "run")) {
+        if (disp_write_ok(d, err, detail, "run")) {
             bt_info("dispatch: run %s/%s %s", f->rec->workflow_id, f->rec->run_id,
                     bt_run_state_name(f->rec->state));
             unlink_run(d, f->run);
-            bt_disp_kick(d);
+            disp_kick(d);
         }
     }
     baton__v1__workflow_run__free_unpacked(f->rec, NULL);
@@ -402,9 +370,9 @@ static void maybe_finish(bt_dispatcher_t *d, run_t *r, int64_t now)
     for (size_t i = 0; i < r->ntasks; i++) {
         task_t *t = &r->tasks[i];
         /* a sweep still due keeps the run open: its twins are the run's */
-        if (t->pending || t->op_busy || t->sweep_mono || !bt_task_state_is_final(bt_task_state(t)))
+        if (t->pending || t->op_busy || t->sweep_mono || !bt_task_state_is_final(task_state(t)))
             return;
-        if (bt_task_state(t) != S(SUCCESS) && bt_task_state(t) != S(SKIPPED))
+        if (task_state(t) != S(SUCCESS) && task_state(t) != S(SKIPPED))
             ok = 0;
     }
     finish_req_t *f = calloc(1, sizeof *f);
@@ -424,7 +392,7 @@ static void maybe_finish(bt_dispatcher_t *d, run_t *r, int64_t now)
         r->pending = 0;
         baton__v1__workflow_run__free_unpacked(f->rec, NULL);
         free(f);
-        bt_disp_reload(d, "cannot send a run transition");
+        disp_reload(d, "cannot send a run transition");
     }
 }
 
@@ -459,8 +427,8 @@ static uint32_t pool_used(bt_dispatcher_t *d, const char *pool)
     for (run_t *r = d->runs; r; r = r->next)
         for (size_t i = 0; i < r->ntasks; i++)
             if (!strcmp(r->tasks[i].spec->pool, pool) &&
-                (bt_task_is_active(&r->tasks[i]) || (r->tasks[i].pending &&
-                 bt_task_state(&r->tasks[i]) == S(SCHEDULED))))
+                (task_is_active(&r->tasks[i]) || (r->tasks[i].pending &&
+                 task_state(&r->tasks[i]) == S(SCHEDULED))))
                 n++;
     return n;
 }
@@ -475,7 +443,7 @@ static int64_t task_wake(const task_t *t, int64_t tw, int ready)
         return tw;
     if (ready)
         return 0; /* waits for a slot: a slot frees in any run */
-    Baton__V1__TaskState s = bt_task_state(t);
+    Baton__V1__TaskState s = task_state(t);
     if (bt_task_state_is_final(s) || s == S(SCHEDULED))
         return INT64_MAX; /* an upstream change marks the run */
     return 0;
@@ -487,7 +455,7 @@ static int64_t task_wake(const task_t *t, int64_t tw, int ready)
  * every 30 s a turn comes every few milliseconds, and looking at every
  * task each time would cost a core; once a second every task is looked at
  * all the same, so a change that marked nothing waits a second at most. */
-void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
+void disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
 {
     ready_t *ready = NULL;
     size_t nready = 0, cap = 0;
@@ -509,12 +477,12 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
                 continue;
             }
             int64_t tw = 0;
-            bt_task_step(d, t, now, &tw);
+            task_step(d, t, now, &tw);
             if (!d->loaded)
                 break;
             int is_ready = 0;
-            if (!t->pending && !t->op_busy && bt_task_state(t) == S(SCHEDULED) &&
-                t->cur->due_ms <= now && bt_task_ready(t, &decision)) {
+            if (!t->pending && !t->op_busy && task_state(t) == S(SCHEDULED) &&
+                t->cur->due_ms <= now && task_ready(t, &decision)) {
                 if (nready == cap) {
                     cap = cap ? cap * 2 : 64;
                     ready_t *n = realloc(ready, cap * sizeof *n);
@@ -541,7 +509,7 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
         d->wfs[i]->active_tasks = 0;
     for (run_t *r = d->runs; r; r = r->next)
         for (size_t i = 0; i < r->ntasks; i++)
-            if (r->wf && (bt_task_is_active(&r->tasks[i]) || r->tasks[i].pending))
+            if (r->wf && (task_is_active(&r->tasks[i]) || r->tasks[i].pending))
                 r->wf->active_tasks++;
     /* queue by pool, priority (high first), then due time */
     qsort(ready, nready, sizeof *ready, cmp_ready);
@@ -551,7 +519,7 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
         task_t *t = ready[i].t;
         if (!pool || strcmp(pool, t->spec->pool)) {
             pool = t->spec->pool;
-            uint32_t slots = bt_disp_pool_slots(d, pool), used = pool_used(d, pool);
+            uint32_t slots = disp_pool_slots(d, pool), used = pool_used(d, pool);
             free_slots = slots > used ? slots - used : 0;
         }
         wf_t *w = t->run->wf;
@@ -561,7 +529,7 @@ void bt_disp_step_runs(bt_dispatcher_t *d, int64_t now, int64_t *wake)
         free_slots--;
         if (w)
             w->active_tasks++;
-        bt_task_queue(d, t, now);
+        task_queue(d, t, now);
         if (++queued == QUEUE_PER_TURN) {
             wake_at_ms(wake, now); /* the rest in the next turn */
             break;

@@ -18,48 +18,40 @@
 
 #include "baton/clock.h"
 #include "baton/log.h"
+#include "baton/backoff.h"
 #include "baton/trigger.h"
 #include "sched/dispatch.h"
 #include "sched/render.h"
+#include "sched/task_moves.h"
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x
 
 enum { K_WRITE, K_CREATE, K_MARK, K_SUBMIT, K_LOOKUP, K_POLL, K_CANCEL, K_KILL, K_SWEEP };
 
-bt_task_run_t *bt_task_run_copy(const bt_task_run_t *r)
+bt_task_run_t *task_run_copy(const bt_task_run_t *r)
 {
     return bt_pb_clone(r);
 }
 
-void bt_pb_set_str(char **slot, const char *v)
-{
-    char *n = strdup(v ? v : "");
-    if (!n)
-        return; /* keep the old value rather than lose the record */
-    if (*slot && *slot != protobuf_c_empty_string)
-        free(*slot);
-    *slot = n;
-}
-
-Baton__V1__TaskState bt_task_state(const task_t *t)
+Baton__V1__TaskState task_state(const task_t *t)
 {
     return t->cur->state;
 }
 
-int bt_task_is_active(const task_t *t)
+int task_is_active(const task_t *t)
 {
     Baton__V1__TaskState s = t->cur->state;
     return s == S(QUEUED) || s == S(SUBMITTING) || s == S(RUNNING);
 }
 
-int bt_task_ready(const task_t *t, int *decision)
+int task_ready(const task_t *t, int *decision)
 {
     bt_upstream_counts_t c = {0};
     for (size_t i = 0; i < t->spec->n_depends_on; i++) {
         for (size_t k = 0; k < t->run->ntasks; k++) {
             task_t *u = &t->run->tasks[k];
             if (!strcmp(u->spec->id, t->spec->depends_on[i])) {
-                bt_upstream_count(&c, u->pending ? S(UNSPECIFIED) : bt_task_state(u));
+                bt_upstream_count(&c, u->pending ? S(UNSPECIFIED) : task_state(u));
                 break;
             }
         }
@@ -80,45 +72,76 @@ static void on_written(bt_err_t err, const char *detail, void *arg)
         task_t *t = f->task;
         t->pending--;
         t->run->dirty = 1; /* its dependants and the run's end may move */
-        if (bt_disp_write_ok(d, err, detail, kind == K_CREATE ? "retry attempt" : "task")) {
+        if (disp_write_ok(d, err, detail, kind == K_CREATE ? "retry attempt" : "task")) {
             baton__v1__task_run__free_unpacked(t->cur, NULL);
             t->cur = f->rec;
             t->committed_ms = bt_now_ms();
             f->rec = NULL;
+            if (kind != K_CREATE)
+                d->stats.moves[f->from][t->cur->state]++;
             if (kind == K_CREATE) {
                 /* a new attempt: nothing of the last one's doubts */
                 t->next_attempt = NULL;
                 t->needs_lookup = t->after_lookup = 0;
                 t->not_found_mono = t->sweep_mono = 0;
+                t->sweep_tries = 0;
                 t->next_poll_ms = 0;
             }
             d->stats.transitions++;
-            bt_disp_kick(d);
+            disp_kick(d);
         } else if (kind == K_CREATE) {
             t->next_attempt = NULL;
         }
     }
     if (f->rec)
         baton__v1__task_run__free_unpacked(f->rec, NULL);
-    bt_disp_inflight_done(f);
+    disp_inflight_done(f);
     if (kind == K_MARK)
         d->drain_marking--;
     if (d->draining)
-        bt_disp_drain_check(d);
+        disp_drain_check(d);
 }
 
 /* Sends `rec` (a modified copy of t->cur) as a transition from t's state. */
-/* Sends `rec` as a transition from `from` (t's state, or the state an
- * earlier write of this turn moves it to). */
-static int write_task_kind(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
-                           bt_task_run_t *rec, int kind)
+static void on_illegal_event(bt_err_t err, const char *detail, void *arg)
 {
-    inflight_t *f = bt_disp_inflight(d, t, kind);
+    (void)detail;
+    (void)arg;
+    if (err != BT_OK && err != BT_E_CANCELLED)
+        bt_warn("dispatch: illegal_move event: %s", bt_strerror(err));
+}
+
+/* The one gate of the state machine: sends `rec` as a move from `from`
+ * (t's state, or the state an earlier write of this turn moves it to),
+ * if task_moves.c's table has it. */
+static int task_move(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
+                     bt_task_run_t *rec, int kind)
+{
+    const char *why = task_move_why(from, rec->state);
+    if (!why) {
+        bt_error("dispatch: %s: %s -> %s is not a move of the state machine (a bug); refused",
+                 rec->run_key, bt_task_state_name(from), bt_task_state_name(rec->state));
+#ifdef BATON_ABORT_ON_BUG
+        abort();
+#endif
+        char detail[96];
+        snprintf(detail, sizeof detail, "{\"from\": \"%s\", \"to\": \"%s\"}",
+                 bt_task_state_name(from), bt_task_state_name(rec->state));
+        d->stats.illegal_moves++;
+        bt_store_event(d->o.store, d->epoch, "illegal_move", rec->run_key, detail,
+                       on_illegal_event, NULL);
+        baton__v1__task_run__free_unpacked(rec, NULL);
+        return 0;
+    }
+    bt_debug("dispatch: %s: %s -> %s (%s)", rec->run_key, bt_task_state_name(from),
+             bt_task_state_name(rec->state), why);
+    inflight_t *f = disp_inflight(d, t, kind);
     if (!f) {
         baton__v1__task_run__free_unpacked(rec, NULL);
         return 0;
     }
     f->rec = rec;
+    f->from = from;
     t->pending++;
     d->task_writes++;
     bt_err_t e = bt_store_task_transition(d->o.store, d->epoch, from, rec, on_written, f);
@@ -127,8 +150,8 @@ static int write_task_kind(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState f
         d->task_writes--;
         f->rec = NULL;
         baton__v1__task_run__free_unpacked(rec, NULL);
-        bt_disp_inflight_done(f);
-        bt_disp_reload(d, bt_strerror(e));
+        disp_inflight_done(f);
+        disp_reload(d, bt_strerror(e));
         return 0;
     }
     return 1;
@@ -137,7 +160,7 @@ static int write_task_kind(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState f
 static void write_task_from(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState from,
                             bt_task_run_t *rec)
 {
-    write_task_kind(d, t, from, rec, K_WRITE);
+    task_move(d, t, from, rec, K_WRITE);
 }
 
 static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
@@ -147,7 +170,7 @@ static void write_task(bt_dispatcher_t *d, task_t *t, bt_task_run_t *rec)
 
 static bt_task_run_t *next_state(task_t *t, Baton__V1__TaskState s)
 {
-    bt_task_run_t *rec = bt_task_run_copy(t->cur);
+    bt_task_run_t *rec = task_run_copy(t->cur);
     if (rec)
         rec->state = s;
     return rec;
@@ -167,38 +190,6 @@ static void set_error(bt_task_run_t *rec, const char *code, const char *msg, con
     bt_pb_set_str(&rec->error->detail, detail);
     bt_pb_set_str(&rec->error->remote_state, remote_state);
     rec->error->at_ms = bt_now_ms();
-}
-
-/* A new attempt after `prev`, scheduled for `due`. */
-static bt_task_run_t *new_attempt(const bt_task_run_t *prev, int64_t due)
-{
-    char key[1024];
-    bt_task_run_t *r = malloc(sizeof *r);
-    if (!r)
-        return NULL;
-    baton__v1__task_run__init(r);
-    r->handle = malloc(sizeof *r->handle);
-    if (r->handle) {
-        baton__v1__remote_handle__init(r->handle);
-        r->handle->livy_batch_id = r->handle->livy_session_id = r->handle->livy_statement_id = -1;
-    }
-    r->attempt = prev->attempt + 1;
-    r->state = S(SCHEDULED);
-    r->due_ms = due;
-    if (bt_run_key_format(key, sizeof key, prev->workflow_id, prev->run_id, prev->task_id,
-                          r->attempt) != BT_OK) {
-        baton__v1__task_run__free_unpacked(r, NULL);
-        return NULL;
-    }
-    r->run_key = strdup(key);
-    r->workflow_id = strdup(prev->workflow_id);
-    r->run_id = strdup(prev->run_id);
-    r->task_id = strdup(prev->task_id);
-    if (!r->run_key || !r->workflow_id || !r->run_id || !r->task_id) {
-        baton__v1__task_run__free_unpacked(r, NULL);
-        return NULL;
-    }
-    return r;
 }
 
 static void copy_handle(bt_task_run_t *rec, const Baton__V1__RemoteHandle *h);
@@ -221,18 +212,19 @@ static void fail_attempt(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState fin
         return;
     }
     uint64_t delay = bt_backoff_ms(t->spec->retry_backoff_ms, t->spec->retry_backoff_max_ms,
-                                   t->cur->attempt + 1, bt_disp_random(d));
+                                   t->cur->attempt + 1, disp_random(d));
     rec->next_retry_ms = now + (int64_t)delay;
     write_task(d, t, rec);
-    bt_task_new_attempt(d, t, now + (int64_t)delay);
+    task_new_attempt(d, t, now + (int64_t)delay);
 }
 
-void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due)
+void task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due)
 {
-    bt_task_run_t *next = new_attempt(t->cur, due);
+    bt_task_run_t *next = bt_task_attempt_new(t->cur->workflow_id, t->cur->run_id,
+                                              t->cur->task_id, t->cur->attempt + 1, due);
     if (!next)
         return;
-    inflight_t *f = bt_disp_inflight(d, t, K_CREATE);
+    inflight_t *f = disp_inflight(d, t, K_CREATE);
     if (!f) {
         baton__v1__task_run__free_unpacked(next, NULL);
         return;
@@ -246,9 +238,9 @@ void bt_task_new_attempt(bt_dispatcher_t *d, task_t *t, int64_t due)
         d->task_writes--;
         t->next_attempt = NULL;
         f->rec = NULL;
-        bt_disp_inflight_done(f);
+        disp_inflight_done(f);
         baton__v1__task_run__free_unpacked(next, NULL);
-        bt_disp_reload(d, "cannot send a new attempt");
+        disp_reload(d, "cannot send a new attempt");
     }
 }
 
@@ -405,17 +397,17 @@ static void judge_not_found(bt_dispatcher_t *d, task_t *t, int64_t started)
     int64_t settle = d->o.settle_ms;
     if (started < t->resolve_after_mono) {
         t->not_found_mono = 0;
-        t->next_poll_ms = bt_disp_wall_of(t->resolve_after_mono);
+        t->next_poll_ms = disp_wall_of(t->resolve_after_mono);
         d->stats.not_found_waits++;
         bt_info("dispatch: %s: not found, but an earlier call may still land; "
                 "looking again in %" PRId64 " ms",
                 t->cur->run_key, t->resolve_after_mono - bt_mono_ms());
     } else if (settle && !t->not_found_mono) {
         t->not_found_mono = started;
-        t->next_poll_ms = bt_disp_wall_of(started + settle);
+        t->next_poll_ms = disp_wall_of(started + settle);
         d->stats.not_found_waits++;
     } else if (settle && started < t->not_found_mono + settle) {
-        t->next_poll_ms = bt_disp_wall_of(t->not_found_mono + settle);
+        t->next_poll_ms = disp_wall_of(t->not_found_mono + settle);
     } else {
         bt_info("dispatch: %s: nothing carries this run key; submitting", t->cur->run_key);
         t->needs_lookup = 0;
@@ -532,9 +524,14 @@ static void on_duplicate_event(bt_err_t err, const char *detail, void *arg)
                 detail ? ": " : "", detail ? detail : "");
 }
 
+/* A sweep asked again this often at most: the run it keeps open (its twins
+ * are the run's) must end even when the service stays away. */
+#define SWEEP_TRIES 10
+
 static void on_sweep_answer(bt_dispatcher_t *d, task_t *t, const bt_op_result_t *res)
 {
-    if (res->status == BT_OP_TRANSIENT || res->status == BT_OP_NOT_SENT) {
+    if ((res->status == BT_OP_TRANSIENT || res->status == BT_OP_NOT_SENT) &&
+        ++t->sweep_tries < SWEEP_TRIES) {
         t->sweep_mono = bt_mono_ms() + d->o.settle_ms;
         return;
     }
@@ -545,32 +542,35 @@ static void on_sweep_answer(bt_dispatcher_t *d, task_t *t, const bt_op_result_t 
                 res->message ? res->message : "failed");
         return;
     }
-    if (!res->duplicates)
+    if (!res->twins && !res->duplicates)
         return;
+    /* a twin that had ended already is found, not cancelled: it ran */
+    d->stats.duplicates_found += res->twins;
     d->stats.duplicates_cancelled += res->duplicates;
-    bt_warn("dispatch: %s: %u duplicate(s) cancelled: %s", t->cur->run_key, res->duplicates,
-            res->detail ? res->detail : "");
-    json_t *j = json_pack("{s:i, s:s, s:s}", "cancelled", (int)res->duplicates, "twins",
-                          res->detail ? res->detail : "", "kept",
+    bt_warn("dispatch: %s: %u twin(s) found, %u cancelled: %s", t->cur->run_key, res->twins,
+            res->duplicates, res->detail ? res->detail : "");
+    json_t *j = json_pack("{s:i, s:i, s:s, s:s}", "found", (int)res->twins, "cancelled",
+                          (int)res->duplicates, "twins", res->detail ? res->detail : "", "kept",
                           res->handle && res->handle->emr_step_id && *res->handle->emr_step_id
                               ? res->handle->emr_step_id
                           : res->handle && res->handle->emr_cluster_id ? res->handle->emr_cluster_id
                                                                        : "");
     char *detail = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    bt_store_event(d->o.store, d->epoch, "duplicate_cancelled", t->cur->run_key, detail,
-                   on_duplicate_event, NULL);
+    bt_store_event(d->o.store, d->epoch,
+                   res->duplicates ? "duplicate_cancelled" : "duplicate_found", t->cur->run_key,
+                   detail, on_duplicate_event, NULL);
     free(detail);
     /* the twin kept is the first created: the attempt follows it from now */
     bt_task_run_t *rec;
-    if (bt_task_state(t) == S(RUNNING) && res->handle && (rec = next_state(t, S(RUNNING)))) {
+    if (task_state(t) == S(RUNNING) && res->handle && (rec = next_state(t, S(RUNNING)))) {
         copy_handle(rec, res->handle);
         write_task(d, t, rec);
     }
 }
 
 /* An operator's answer for an attached call: applied, then f freed. */
-void bt_task_op_result(inflight_t *f, const bt_op_result_t *res)
+void task_op_result(inflight_t *f, const bt_op_result_t *res)
 {
     bt_dispatcher_t *d = f->d;
     task_t *t = f->task;
@@ -583,7 +583,7 @@ void bt_task_op_result(inflight_t *f, const bt_op_result_t *res)
     t->run->dirty = 1; /* the run may end (a sweep done), or its tasks move */
     if (d->draining && !f->is_side_effect) {
         /* a handoff: reads are the successor's to make again */
-        bt_disp_inflight_done(f);
+        disp_inflight_done(f);
         return;
     }
     switch (f->kind) {
@@ -602,8 +602,8 @@ void bt_task_op_result(inflight_t *f, const bt_op_result_t *res)
         on_sweep_answer(d, t, res);
         break;
     }
-    bt_disp_kick(d);
-    bt_disp_inflight_done(f);
+    disp_kick(d);
+    disp_inflight_done(f);
 }
 
 static void on_op_result(const bt_op_result_t *res, void *arg)
@@ -613,19 +613,32 @@ static void on_op_result(const bt_op_result_t *res, void *arg)
     if (f->epoch != d->epoch) {
         /* an earlier leadership's: its successor judges what it did */
         bt_debug("dispatch: %s: answer of epoch %" PRIu64 " dropped", f->run_key, f->epoch);
-        bt_disp_inflight_done(f);
+        disp_inflight_done(f);
         return;
     }
     if (!f->task) {
         /* detached by a pause or a reload: applied once attached again */
-        if (!(f->parked = bt_parked_new(res))) {
+        if (!(f->parked = parked_new(res))) {
             bt_warn("dispatch: %s: out of memory keeping an answer; the task is looked up",
                     f->run_key);
-            bt_disp_inflight_done(f);
+            disp_inflight_done(f);
         }
         return;
     }
-    bt_task_op_result(f, res);
+    task_op_result(f, res);
+}
+
+/* A call could not be made: the attempt fails over it, but a sweep only
+ * gives up (the work it looks after may have ended well already). */
+static void call_failed(bt_dispatcher_t *d, task_t *t, int kind, const char *code,
+                        const char *msg)
+{
+    if (kind == K_SWEEP) {
+        bt_warn("dispatch: %s: duplicate sweep not made: %s", t->cur->run_key, msg);
+        t->sweep_mono = 0;
+        return;
+    }
+    fail_attempt(d, t, S(FAILED), code, msg, NULL, NULL);
 }
 
 /* 0: no place for the call now (it is due again next turn); 1: made, or the
@@ -654,11 +667,11 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
         d->stats.calls_deferred++;
         return 0;
     }
-    inflight_t *f = bt_disp_inflight(d, t, kind);
+    inflight_t *f = disp_inflight(d, t, kind);
     if (!f)
         return 0;
     if (!(f->run_key = strdup(t->cur->run_key))) {
-        bt_disp_inflight_done(f);
+        disp_inflight_done(f);
         return 0;
     }
     f->is_call = 1;
@@ -673,10 +686,10 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
                              .logical_time = t->run->logical,
                              .output = output_of,
                              .arg = t->run};
-    if (bt_task_spec_render(t->packed, &ctx, &f->rendered, err, sizeof err) != BT_OK ||
-        !(f->call_run = bt_task_run_copy(t->cur))) {
-        bt_disp_inflight_done(f);
-        fail_attempt(d, t, S(FAILED), "template", err[0] ? err : "out of memory", NULL, NULL);
+    if (task_spec_render(t->packed, &ctx, &f->rendered, err, sizeof err) != BT_OK ||
+        !(f->call_run = task_run_copy(t->cur))) {
+        disp_inflight_done(f);
+        call_failed(d, t, kind, "template", err[0] ? err : "out of memory");
         return 1;
     }
     bt_op_call_t call = {.spec = f->rendered, .run = f->call_run, .cb = on_op_result, .arg = f};
@@ -692,8 +705,8 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
     bt_err_t e = fn ? fn(op->ctx, &call) : BT_E_INVAL;
     if (e != BT_OK) {
         t->op_busy = 0;
-        bt_disp_inflight_done(f);
-        fail_attempt(d, t, S(FAILED), "operator", bt_strerror(e), NULL, NULL);
+        disp_inflight_done(f);
+        call_failed(d, t, kind, "operator", bt_strerror(e));
         return 1;
     }
     if (kind == K_SUBMIT)
@@ -712,7 +725,7 @@ static int op_call(bt_dispatcher_t *d, task_t *t, int kind)
  * partition, a reload of our own) it is looked up, and a NOT_FOUND counts
  * only from the transit bound after this leadership began (a takeover) or
  * from what the reload carried over. */
-void bt_task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried)
+void task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried)
 {
     int takeover = d->epoch_loads == 0;
     t->not_found_mono = 0;
@@ -724,20 +737,20 @@ void bt_task_loaded_submitting(bt_dispatcher_t *d, task_t *t, int64_t carried)
     t->resolve_after_mono = takeover ? d->started_mono + d->o.transit_bound_ms : carried;
 }
 
-int bt_task_mark_unknown(bt_dispatcher_t *d, task_t *t)
+int task_mark_unknown(bt_dispatcher_t *d, task_t *t)
 {
-    if (bt_task_state(t) != S(SUBMITTING) || !t->needs_lookup || t->cur->outcome_unknown)
+    if (task_state(t) != S(SUBMITTING) || !t->needs_lookup || t->cur->outcome_unknown)
         return 0;
     bt_task_run_t *rec = next_state(t, S(SUBMITTING));
     if (!rec)
         return 0;
     rec->outcome_unknown = 1;
-    return write_task_kind(d, t, S(SUBMITTING), rec, K_MARK);
+    return task_move(d, t, S(SUBMITTING), rec, K_MARK);
 }
 
 /* ------------------------------------------------------------ the step */
 
-void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
+void task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
 {
     bt_task_run_t *rec = next_state(t, S(QUEUED));
     if (!rec)
@@ -765,7 +778,7 @@ void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
      * write-ahead: both transitions go into this turn's transaction, each
      * a compare-and-set of its own (the second from queued). The operator
      * is still called only once `submitting` has committed. */
-    bt_task_run_t *sub = bt_task_run_copy(rec);
+    bt_task_run_t *sub = task_run_copy(rec);
     write_task(d, t, rec);
     if (sub) {
         sub->state = S(SUBMITTING);
@@ -774,7 +787,7 @@ void bt_task_queue(bt_dispatcher_t *d, task_t *t, int64_t now)
     }
 }
 
-void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
+void task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
 {
     bt_task_run_t *rec;
     int decision;
@@ -795,7 +808,7 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
             wake_at_ms(wake, t->cur->due_ms);
             return;
         }
-        bt_task_ready(t, &decision);
+        task_ready(t, &decision);
         if (decision == BT_TRIGGER_SKIP || decision == BT_TRIGGER_UPSTREAM_FAILED) {
             if ((rec = next_state(t, decision == BT_TRIGGER_SKIP ? S(SKIPPED)
                                                                  : S(UPSTREAM_FAILED)))) {
@@ -842,19 +855,14 @@ void bt_task_step(bt_dispatcher_t *d, task_t *t, int64_t now, int64_t *wake)
     }
 }
 
-int bt_task_kill(bt_dispatcher_t *d, task_t *t)
+int task_kill(bt_dispatcher_t *d, task_t *t)
 {
-    bt_task_run_t *rec;
     if (t->pending || t->op_busy)
         return 0; /* next turn */
     switch (t->cur->state) {
     case S(SCHEDULED):
     case S(QUEUED):
-        if ((rec = next_state(t, S(CANCELLED)))) {
-            set_error(rec, "killed", "killed by an operator (batonctl task kill)", NULL, NULL);
-            rec->ended_ms = bt_now_ms();
-            write_task(d, t, rec);
-        }
+        record_killed(d, t, NULL); /* nothing remote to stop */
         return 1;
     case S(SUBMITTING):
     case S(RUNNING):

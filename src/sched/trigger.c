@@ -1,4 +1,4 @@
-/* Trigger rules and backoff (see include/baton/trigger.h). */
+/* Trigger rules (see include/baton/trigger.h). */
 #include "baton/trigger.h"
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x
@@ -84,17 +84,4 @@ const char *bt_trigger_rule_name(Baton__V1__TriggerRule r)
     default:
         return 0;
     }
-}
-
-uint64_t bt_backoff_ms(uint64_t base_ms, uint64_t cap_ms, uint32_t next_attempt, uint64_t rnd)
-{
-    uint64_t ceiling = base_ms;
-    /* double without overflowing: stop at the cap */
-    for (uint32_t i = 2; i < next_attempt && ceiling < cap_ms; i++)
-        ceiling = ceiling > UINT64_MAX / 2 ? UINT64_MAX : ceiling * 2;
-    if (cap_ms && ceiling > cap_ms)
-        ceiling = cap_ms;
-    if (ceiling == UINT64_MAX)
-        return rnd;
-    return ceiling ? rnd % (ceiling + 1) : 0;
 }

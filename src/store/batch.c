@@ -238,7 +238,7 @@ static void on_sent(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
             size_t len = strcspn(p, ",}");
             char word[16];
             snprintf(word, sizeof word, "%.*s", (int)(len < 15 ? len : 15), p);
-            e = len ? bt_store__outcome_err(word) : BT_E_PG;
+            e = len ? store_outcome_err(word) : BT_E_PG;
             msg = len ? NULL : "fewer outcomes than transitions";
             p += len + (p[len] == ',');
         }
@@ -307,7 +307,7 @@ static void send_held(void *arg)
     reset(bt);
 }
 
-bt_store_batch_t *bt_store__batch_new(bt_store_t *st, struct ev_loop *loop)
+bt_store_batch_t *store_batch_new(bt_store_t *st, struct ev_loop *loop)
 {
     bt_store_batch_t *bt = calloc(1, sizeof *bt);
     if (!bt)
@@ -319,7 +319,7 @@ bt_store_batch_t *bt_store__batch_new(bt_store_t *st, struct ev_loop *loop)
     return bt;
 }
 
-void bt_store__batch_free(bt_store_batch_t *bt)
+void store_batch_free(bt_store_batch_t *bt)
 {
     if (!bt)
         return;
@@ -360,9 +360,9 @@ static gen_t *gen_at(bt_store_batch_t *bt, size_t i)
     return bt->gen[i];
 }
 
-bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task_run_t *run,
-                             const char *from, const char *errtext, const uint8_t *rec,
-                             size_t rec_len, store_req_t *rq)
+bt_err_t store_batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task_run_t *run,
+                         const char *from, const char *errtext, const uint8_t *rec,
+                         size_t rec_len, store_req_t *rq)
 {
     size_t klen = strlen(run->run_key);
     if (!bt_pg_is_up(bt->st->pg))

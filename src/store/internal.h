@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 
+#include "baton/pg.h"
 #include "baton/store.h"
 
 enum {
@@ -21,6 +22,15 @@ enum {
     ST_CURSOR_INIT,
     ST_TASK_TRANSITIONS,
     ST_FENCE_RELEASE,
+    /* reads.c */
+    ST_READ_WORKFLOWS,
+    ST_READ_RUNS,
+    ST_READ_FENCE,
+    ST_READ_TASKS,
+    ST_READ_POOLS,
+    ST_READ_RUN_REQUESTS,
+    ST_READ_TASK_REQUESTS,
+    ST_READ_FINISHED_RUN,
     ST__COUNT
 };
 
@@ -42,21 +52,21 @@ typedef struct store_req {
 } store_req_t;
 
 /* Queues prepared statement `stmt`; frees rq when it cannot be sent. */
-bt_err_t bt_store__submit(bt_store_t *st, int stmt, const char *const *vals, const int *lens,
+bt_err_t store_submit(bt_store_t *st, int stmt, const char *const *vals, const int *lens,
                           const int *fmts, int binary, bt_pg_cb on_done, store_req_t *rq);
-store_req_t *bt_store__req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg);
+store_req_t *store_req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg);
 /* Maps a baton_* function's outcome text ('ok', 'fenced', ...) to an error. */
-bt_err_t bt_store__outcome_err(const char *v);
+bt_err_t store_outcome_err(const char *v);
 
 /* batch.c: task transitions coalesced per loop turn (see there). _add
  * takes rq on BT_OK only; rec is copied. */
-bt_store_batch_t *bt_store__batch_new(bt_store_t *st, struct ev_loop *loop);
-void bt_store__batch_free(bt_store_batch_t *bt); /* held callers get BT_E_CANCELLED */
-bt_err_t bt_store__batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task_run_t *run,
+bt_store_batch_t *store_batch_new(bt_store_t *st, struct ev_loop *loop);
+void store_batch_free(bt_store_batch_t *bt); /* held callers get BT_E_CANCELLED */
+bt_err_t store_batch_add(bt_store_batch_t *bt, uint64_t epoch, const bt_task_run_t *run,
                              const char *from, const char *errtext, const uint8_t *rec,
                              size_t rec_len, store_req_t *rq);
 
 /* Reads a baton_* function's one text outcome and calls rq->cb. */
-void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg);
+void store_on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg);
 
 #endif

@@ -8,46 +8,6 @@
 #include "baton/store.h"
 #include "store/internal.h"
 
-static const char *const run_state_names[] = {
-    [BATON__V1__RUN_STATE__RUN_STATE_QUEUED] = "queued",
-    [BATON__V1__RUN_STATE__RUN_STATE_RUNNING] = "running",
-    [BATON__V1__RUN_STATE__RUN_STATE_SUCCESS] = "success",
-    [BATON__V1__RUN_STATE__RUN_STATE_FAILED] = "failed",
-    [BATON__V1__RUN_STATE__RUN_STATE_CANCELLED] = "cancelled",
-};
-
-const char *bt_run_state_name(Baton__V1__RunState s)
-{
-    if ((unsigned)s >= sizeof run_state_names / sizeof run_state_names[0])
-        return NULL;
-    return run_state_names[s];
-}
-
-bt_err_t bt_run_state_parse(const char *name, Baton__V1__RunState *out)
-{
-    for (unsigned i = 0; i < sizeof run_state_names / sizeof run_state_names[0]; i++) {
-        if (run_state_names[i] && name && !strcmp(run_state_names[i], name)) {
-            *out = (Baton__V1__RunState)i;
-            return BT_OK;
-        }
-    }
-    return BT_E_INVAL;
-}
-
-const char *bt_run_kind_name(Baton__V1__RunKind k)
-{
-    switch (k) {
-    case BATON__V1__RUN_KIND__RUN_KIND_SCHEDULED:
-        return "scheduled";
-    case BATON__V1__RUN_KIND__RUN_KIND_MANUAL:
-        return "manual";
-    case BATON__V1__RUN_KIND__RUN_KIND_BACKFILL:
-        return "backfill";
-    default:
-        return NULL;
-    }
-}
-
 const char *bt_store_cluster(const bt_store_t *st)
 {
     return st->cluster;
@@ -172,7 +132,7 @@ bt_err_t bt_store_run_create(bt_store_t *st, uint64_t epoch, bt_workflow_run_t *
         goto out;
     if (!(buf = pack_run_record(run, &len)))
         goto out;
-    if (!(rq = bt_store__req_new(cb, NULL, arg)))
+    if (!(rq = store_req_new(cb, NULL, arg)))
         goto out;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     bt_ms_to_pg_time(run->logical_time_ms, logical);
@@ -187,7 +147,7 @@ bt_err_t bt_store_run_create(bt_store_t *st, uint64_t epoch, bt_workflow_run_t *
     int lens[15] = {0}, fmts[15] = {0};
     lens[7] = (int)len;
     fmts[7] = 1;
-    err = bt_store__submit(st, ST_RUN_CREATE, vals, lens, fmts, 0, bt_store__on_outcome, rq);
+    err = store_submit(st, ST_RUN_CREATE, vals, lens, fmts, 0, store_on_outcome, rq);
 out:
     free(buf);
     free(ids.p);
@@ -206,7 +166,7 @@ bt_err_t bt_store_run_transition(bt_store_t *st, uint64_t epoch, Baton__V1__RunS
         return BT_E_INVAL;
     run->writer_epoch = epoch;
     uint8_t *buf = pack_run_record(run, &len);
-    store_req_t *rq = buf ? bt_store__req_new(cb, NULL, arg) : NULL;
+    store_req_t *rq = buf ? store_req_new(cb, NULL, arg) : NULL;
     if (!rq) {
         free(buf);
         return BT_E_NOMEM;
@@ -216,7 +176,7 @@ bt_err_t bt_store_run_transition(bt_store_t *st, uint64_t epoch, Baton__V1__RunS
                            (const char *)buf};
     int lens[8] = {0, 0, 0, 0, 0, 0, 0, (int)len}, fmts[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     bt_err_t err =
-        bt_store__submit(st, ST_RUN_TRANSITION, vals, lens, fmts, 0, bt_store__on_outcome, rq);
+        store_submit(st, ST_RUN_TRANSITION, vals, lens, fmts, 0, store_on_outcome, rq);
     free(buf);
     return err;
 }
@@ -228,13 +188,13 @@ bt_err_t bt_store_task_request_done(bt_store_t *st, uint64_t epoch, int64_t id,
     store_req_t *rq;
     if (!st || !cb || id <= 0)
         return BT_E_INVAL;
-    if (!(rq = bt_store__req_new(cb, NULL, arg)))
+    if (!(rq = store_req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     snprintf(ids, sizeof ids, "%" PRId64, id);
     const char *vals[5] = {st->cluster, ep, st->node, ids, outcome ? outcome : ""};
-    return bt_store__submit(st, ST_TASK_REQUEST_DONE, vals, NULL, NULL, 0, bt_store__on_outcome,
-                            rq);
+    return store_submit(st, ST_TASK_REQUEST_DONE, vals, NULL, NULL, 0, store_on_outcome,
+                        rq);
 }
 
 bt_err_t bt_store_workflow_cursor_init(bt_store_t *st, uint64_t epoch, const char *workflow_id,
@@ -244,10 +204,10 @@ bt_err_t bt_store_workflow_cursor_init(bt_store_t *st, uint64_t epoch, const cha
     store_req_t *rq;
     if (!st || !cb || !workflow_id)
         return BT_E_INVAL;
-    if (!(rq = bt_store__req_new(cb, NULL, arg)))
+    if (!(rq = store_req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     bt_ms_to_pg_time(next_fire_ms, next);
     const char *vals[4] = {st->cluster, ep, workflow_id, next};
-    return bt_store__submit(st, ST_CURSOR_INIT, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
+    return store_submit(st, ST_CURSOR_INIT, vals, NULL, NULL, 0, store_on_outcome, rq);
 }

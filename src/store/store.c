@@ -43,6 +43,44 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                              "$10)",
                              10},
     [ST_FENCE_RELEASE] = {"bt_fence_release", "SELECT baton_fence_release($1, $2, $3)", 3},
+    /* the dispatcher's reads (reads.c) */
+    [ST_READ_WORKFLOWS] = {"bt_read_workflows",
+                           "SELECT workflow_id, version, paused, spec, "
+                           "(extract(epoch FROM next_fire_at) * 1000)::bigint, change_seq "
+                           "FROM workflows WHERE cluster = $1 AND change_seq > $2::bigint",
+                           2},
+    [ST_READ_RUNS] = {"bt_read_runs",
+                      "SELECT r.record, v.spec FROM workflow_runs r JOIN workflow_versions v "
+                      "ON v.cluster = r.cluster AND v.workflow_id = r.workflow_id "
+                      "AND v.version = r.workflow_version "
+                      "WHERE r.cluster = $1 AND r.state IN ('queued', 'running') "
+                      "ORDER BY r.logical_time, r.run_id",
+                      1},
+    [ST_READ_FENCE] = {"bt_read_fence",
+                       "SELECT inherited_clean, epoch FROM fence WHERE cluster = $1", 1},
+    [ST_READ_TASKS] = {"bt_read_tasks",
+                       "SELECT DISTINCT ON (t.workflow_id, t.run_id, t.task_id) "
+                       "t.run_key, t.state, t.record FROM task_runs t JOIN workflow_runs r "
+                       "ON r.cluster = t.cluster AND r.workflow_id = t.workflow_id "
+                       "AND r.run_id = t.run_id "
+                       "WHERE t.cluster = $1 AND r.state IN ('queued', 'running') "
+                       "ORDER BY t.workflow_id, t.run_id, t.task_id, t.attempt DESC",
+                       1},
+    [ST_READ_POOLS] = {"bt_read_pools", "SELECT name, slots FROM pools WHERE cluster = $1", 1},
+    [ST_READ_RUN_REQUESTS] = {"bt_read_run_requests",
+                              "SELECT id, workflow_id, kind, "
+                              "(extract(epoch FROM logical_time) * 1000)::bigint, conf "
+                              "FROM run_requests WHERE cluster = $1 ORDER BY id LIMIT 1000",
+                              1},
+    [ST_READ_TASK_REQUESTS] = {"bt_read_task_requests",
+                               "SELECT id, action, workflow_id, run_id, task_id, only_failed "
+                               "FROM task_requests WHERE cluster = $1 ORDER BY id LIMIT 100",
+                               1},
+    [ST_READ_FINISHED_RUN] = {"bt_read_finished_run",
+                              "SELECT record FROM workflow_runs WHERE cluster = $1 "
+                              "AND workflow_id = $2 AND run_id = $3 "
+                              "AND state IN ('success', 'failed', 'cancelled')",
+                              3},
 };
 
 /* Sent with every session's setup. A standby's session runs nothing until
@@ -78,7 +116,11 @@ bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
         goto err_free;
     }
     st->fence_grace_ms = opts->fence_grace_ms ? opts->fence_grace_ms : 2000;
-    po = opts->pg;
+    po = (bt_pg_opts_t){.lock_timeout_ms = opts->lock_timeout_ms,
+                        .statement_timeout_ms = opts->statement_timeout_ms,
+                        .idle_in_tx_timeout_ms = opts->idle_in_tx_timeout_ms,
+                        .reply_timeout_ms = opts->reply_timeout_ms,
+                        .application_name = opts->application_name};
     po.conninfo = opts->conninfo;
     po.stmts = store_stmts;
     po.nstmts = ST__COUNT;
@@ -88,7 +130,7 @@ bt_err_t bt_store_open(struct ev_loop *loop, const bt_store_opts_t *opts,
     po.warm_nparams = 2;
     if ((err = bt_pg_new(loop, &po, &st->pg)) != BT_OK)
         goto err_free;
-    if (!(st->batch = bt_store__batch_new(st, loop))) {
+    if (!(st->batch = store_batch_new(st, loop))) {
         bt_pg_free(st->pg);
         err = BT_E_NOMEM;
         goto err_free;
@@ -107,7 +149,7 @@ void bt_store_close(bt_store_t *st)
 {
     if (!st)
         return;
-    bt_store__batch_free(st->batch);
+    store_batch_free(st->batch);
     bt_pg_free(st->pg);
     free(st->cluster);
     free(st->node);
@@ -124,7 +166,17 @@ int bt_store_is_up(const bt_store_t *st)
     return st && bt_pg_is_up(st->pg);
 }
 
-bt_err_t bt_store__outcome_err(const char *v)
+unsigned bt_store_pending(const bt_store_t *st)
+{
+    return st ? bt_pg_pending(st->pg) : 0;
+}
+
+void bt_store_when_idle(bt_store_t *st, void (*cb)(void *arg), void *arg)
+{
+    bt_pg_when_idle(st->pg, cb, arg);
+}
+
+bt_err_t store_outcome_err(const char *v)
 {
     if (!strcmp(v, "ok"))
         return BT_OK;
@@ -139,7 +191,7 @@ bt_err_t bt_store__outcome_err(const char *v)
     return BT_E_PG;
 }
 
-void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
+void store_on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
 {
     store_req_t *rq = arg;
     if (err == BT_OK) {
@@ -147,7 +199,7 @@ void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void 
             err = BT_E_PG;
             errmsg = "unexpected result shape";
         } else {
-            err = bt_store__outcome_err(PQgetvalue(res, 0, 0));
+            err = store_outcome_err(PQgetvalue(res, 0, 0));
             errmsg = NULL;
         }
     }
@@ -155,9 +207,9 @@ void bt_store__on_outcome(bt_err_t err, PGresult *res, const char *errmsg, void 
     free(rq);
 }
 
-bt_err_t bt_store__submit(bt_store_t *st, int stmt, const char *const *vals,
-                       const int *lens, const int *fmts, int binary,
-                       bt_pg_cb on_done, store_req_t *rq)
+bt_err_t store_submit(bt_store_t *st, int stmt, const char *const *vals,
+                      const int *lens, const int *fmts, int binary,
+                      bt_pg_cb on_done, store_req_t *rq)
 {
     bt_err_t err = bt_pg_exec(st->pg, stmt, vals, lens, fmts, binary, on_done, rq);
     if (err != BT_OK)
@@ -165,7 +217,7 @@ bt_err_t bt_store__submit(bt_store_t *st, int stmt, const char *const *vals,
     return err;
 }
 
-store_req_t *bt_store__req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg)
+store_req_t *store_req_new(bt_store_cb cb, bt_store_task_cb task_cb, void *arg)
 {
     store_req_t *rq = calloc(1, sizeof *rq);
     if (rq) {
@@ -183,13 +235,13 @@ bt_err_t bt_store_fence_acquire(bt_store_t *st, uint64_t epoch, const char *zone
     store_req_t *rq;
     if (!st || !cb || epoch == 0 || epoch > INT64_MAX)
         return BT_E_INVAL;
-    if (!(rq = bt_store__req_new(cb, NULL, arg)))
+    if (!(rq = store_req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     snprintf(grace, sizeof grace, "%u", st->fence_grace_ms);
     const char *vals[6] = {st->cluster, ep, st->node, zone ? zone : "",
                            reason ? reason : "", grace};
-    return bt_store__submit(st, ST_FENCE_ACQUIRE, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
+    return store_submit(st, ST_FENCE_ACQUIRE, vals, NULL, NULL, 0, store_on_outcome, rq);
 }
 
 /* The statements whose parameters are (cluster, epoch[, node]). */
@@ -199,11 +251,11 @@ static bt_err_t epoch_call(bt_store_t *st, int stmt, uint64_t epoch, bt_store_cb
     store_req_t *rq;
     if (!st || !cb)
         return BT_E_INVAL;
-    if (!(rq = bt_store__req_new(cb, NULL, arg)))
+    if (!(rq = store_req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *vals[3] = {st->cluster, ep, st->node};
-    return bt_store__submit(st, stmt, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
+    return store_submit(st, stmt, vals, NULL, NULL, 0, store_on_outcome, rq);
 }
 
 bt_err_t bt_store_fence_check(bt_store_t *st, uint64_t epoch, bt_store_cb cb,
@@ -260,7 +312,7 @@ bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run
         return BT_E_INVAL;
     if ((err = pack_run(st, epoch, run, &buf, &len)) != BT_OK)
         return err;
-    if (!(rq = bt_store__req_new(cb, NULL, arg))) {
+    if (!(rq = store_req_new(cb, NULL, arg))) {
         free(buf);
         return BT_E_NOMEM;
     }
@@ -276,7 +328,7 @@ bt_err_t bt_store_task_create(bt_store_t *st, uint64_t epoch, bt_task_run_t *run
     int fmts[11] = {0};
     lens[10] = (int)len;
     fmts[10] = 1;
-    err = bt_store__submit(st, ST_TASK_CREATE, vals, lens, fmts, 0, bt_store__on_outcome, rq);
+    err = store_submit(st, ST_TASK_CREATE, vals, lens, fmts, 0, store_on_outcome, rq);
     free(buf); /* libpq copied it into its output buffer */
     return err;
 }
@@ -295,14 +347,14 @@ bt_err_t bt_store_task_transition(bt_store_t *st, uint64_t epoch,
         return BT_E_INVAL;
     if ((err = pack_run(st, epoch, run, &buf, &len)) != BT_OK)
         return err;
-    if (!(rq = bt_store__req_new(cb, NULL, arg))) {
+    if (!(rq = store_req_new(cb, NULL, arg))) {
         free(buf);
         return BT_E_NOMEM;
     }
     const char *errtext = (run->error && run->error->message && *run->error->message)
                               ? run->error->message
                               : NULL;
-    err = bt_store__batch_add(st->batch, epoch, run, from_name, errtext, buf, len, rq);
+    err = store_batch_add(st->batch, epoch, run, from_name, errtext, buf, len, rq);
     if (err != BT_OK)
         free(rq);
     free(buf);
@@ -468,9 +520,9 @@ bt_err_t bt_store_event(bt_store_t *st, uint64_t epoch, const char *kind,
     store_req_t *rq;
     if (!st || !kind || !cb)
         return BT_E_INVAL;
-    if (!(rq = bt_store__req_new(cb, NULL, arg)))
+    if (!(rq = store_req_new(cb, NULL, arg)))
         return BT_E_NOMEM;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *vals[6] = {st->cluster, ep, st->node, kind, run_key, detail_json};
-    return bt_store__submit(st, ST_EVENT, vals, NULL, NULL, 0, bt_store__on_outcome, rq);
+    return store_submit(st, ST_EVENT, vals, NULL, NULL, 0, store_on_outcome, rq);
 }

@@ -380,3 +380,28 @@ class WorkflowCase(unittest.TestCase):
         """The task's newest attempt, as batonctl --json task logs shows it."""
         out = batonctl(self.c.name, "--json", "task", "logs", "%s/%s/%s" % (wf, run_id, task))
         return json.loads(out.stdout)[-1]
+
+
+class CoordCase(unittest.TestCase):
+    """A Cluster (self.c) per case, its invariants checked at the end, and
+    what the coordination cases read besides /status."""
+    CLUSTER = {}
+
+    def setUp(self):
+        self.c = Cluster(**self.CLUSTER)
+
+    def tearDown(self):
+        violations = self.c.stop()
+        self.assertEqual(violations, [], "invariant violated")
+
+    def epoch(self):
+        return int(psql("SELECT epoch FROM fence WHERE cluster = '%s'" % self.c.name))
+
+    def heartbeat(self):
+        row = psql("SELECT epoch, beats FROM leader_heartbeat WHERE cluster = '%s'" % self.c.name)
+        e, b = row.split("|")
+        return int(e), int(b)
+
+    def line(self):
+        return [n.split("_")[2] for n in sorted(self.c.zk.get_children(self.c.base + "/election"),
+                                                  key=lambda n: n.rsplit("_", 1)[1])]

@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include "baton/record.h"
+#include "baton/pg.h"
 #include "baton/store.h"
 
 /* $BATON_TEST_PG; fails the test when unset. */

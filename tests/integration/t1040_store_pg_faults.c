@@ -17,7 +17,7 @@ static bt_store_t *open_store(uint32_t reply_timeout_ms)
 {
     bt_store_t *st;
     bt_store_opts_t o = {.conninfo = db, .cluster = "faults", .node = "n1",
-                         .pg = {.reply_timeout_ms = reply_timeout_ms}};
+                         .reply_timeout_ms = reply_timeout_ms};
     assert_int_equal(bt_store_open(loop, &o, &st), BT_OK);
     itest_wait_store_up(loop, st, 20);
     return st;

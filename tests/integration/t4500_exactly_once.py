@@ -68,9 +68,9 @@ tasks:
 """
 
 
-def batches(wf, n, extra=""):
+def batches(wf, n, extra="", duration_ms=300):
     tasks = "".join("\n  - id: b%02d\n    livy_batch: {file: s3://acme/job.py, conf: "
-                    "{fake.duration_ms: \"300\"}%s}" % (i, extra) for i in range(n))
+                    "{fake.duration_ms: \"%d\"}%s}" % (i, duration_ms, extra) for i in range(n))
     return ("workflow: %s\nschedule: none\nmax_active_runs: 64\nmax_active_tasks: 128\n"
             "defaults: {retries: 0}\ntasks:%s\n" % (wf, tasks))
 
@@ -250,7 +250,7 @@ class ExactlyOnce(WorkflowCase):
             leader, _ = self.leader()
             leader.signal(signal.SIGSTOP)
             try:
-                self.c.wait_leader(SESSION_MS / 1000 * 4, exclude=leader)
+                self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
                 time.sleep(TRANSIT_S + SETTLE_S + 1)  # the successor submits meanwhile
             finally:
                 leader.signal(signal.SIGCONT)
@@ -275,7 +275,7 @@ class ExactlyOnce(WorkflowCase):
             leader, _ = self.leader()
             leader.signal(signal.SIGSTOP)
             try:
-                self.c.wait_leader(SESSION_MS / 1000 * 4, exclude=leader)
+                self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
                 wait_for(lambda: len(self.effects(self.livy)) > r, 30, "the successor's batch")
             finally:
                 leader.signal(signal.SIGCONT)
@@ -293,7 +293,7 @@ class ExactlyOnce(WorkflowCase):
             time.sleep(self.rnd.uniform(0, 0.6))
             leader, _ = self.leader()
             leader.kill9()
-            self.c.wait_leader(SESSION_MS / 1000 * 4, exclude=leader)
+            self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
             leader.start()
         self.mix_rounds(fault)
 
@@ -356,14 +356,15 @@ class ExactlyOnce(WorkflowCase):
         # successor looks (after the bound), finds nothing, submits; then the
         # held POST arrives. The sweep finds both, keeps the first created
         # and deletes the other, counted and recorded as an event.
-        self.apply(batches("late", 1))
+        # long enough that the twin still runs when the sweep comes
+        self.apply(batches("late", 1, duration_ms=10000))
         self.proxy.call("POST", "/hold", {"match": "POST /batches", "after_bytes": 0})
         self.trigger("late")
         held = wait_for(lambda: self.proxy.call("GET", "/state")["held"], 30, "a held POST")
         time.sleep(0.3)
         leader, _ = self.leader()
         leader.kill9()
-        self.c.wait_leader(SESSION_MS / 1000 * 4, exclude=leader)
+        self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
         wait_for(lambda: self.effects(self.livy), 30, "the successor's batch")
         # the late POST lands at once and is listed at once: the sweep, a
         # settle time after the successor wrote its batch down, must see it
@@ -406,7 +407,7 @@ class ExactlyOnce(WorkflowCase):
         def kill9():
             leader, _ = self.leader()
             leader.kill9()
-            self.c.wait_leader(SESSION_MS / 1000 * 4, exclude=leader)
+            self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
             leader.start()
 
         def zk_loss():

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "baton/err.h"
+#include "baton/pg.h"
 #include "baton/record.h"
 
 static void run_keys(void **state)

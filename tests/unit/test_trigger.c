@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "baton/backoff.h"
 #include "baton/trigger.h"
 
 #define S(x) BATON__V1__TASK_STATE__TASK_STATE_##x

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "baton/template.h"
-#include "sched/workflow_int.h"
+#include "workflow/workflow_int.h"
 
 const char *wl_task_name(const loader_t *L, size_t i)
 {

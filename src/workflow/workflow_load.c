@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "baton/cron.h"
-#include "sched/workflow_int.h"
+#include "workflow/workflow_int.h"
 
 #define WL_MAX_FILE (1024 * 1024)
 /* Far above any real workflow; bounds the upstream closures (n^2 bits). */

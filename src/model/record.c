@@ -1,3 +1,6 @@
+/* The records' helpers (include/baton/record.h): state names, run keys,
+ * copies, and the making of a task run's attempt. No I/O: the scheduler's
+ * run path and the store both build on it. */
 #include "baton/record.h"
 
 #include <stdio.h>
@@ -71,20 +74,6 @@ bt_err_t bt_run_key_format(char *buf, size_t len, const char *workflow,
     return BT_OK;
 }
 
-void bt_ms_to_pg_time(int64_t ms, char buf[40])
-{
-    time_t secs = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    struct tm tm;
-    if (frac < 0) {
-        frac += 1000;
-        secs -= 1;
-    }
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, 40, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(buf + n, 40 - n, ".%03d+00", frac);
-}
-
 void *bt_pb_clone(const void *msg)
 {
     const ProtobufCMessage *m = msg;
@@ -96,4 +85,85 @@ void *bt_pb_clone(const void *msg)
     ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
     free(buf);
     return c;
+}
+
+void bt_pb_set_str(char **slot, const char *v)
+{
+    char *n = strdup(v ? v : "");
+    if (!n)
+        return; /* keep the old value rather than lose the record */
+    if (*slot && *slot != protobuf_c_empty_string)
+        free(*slot);
+    *slot = n;
+}
+
+bt_task_run_t *bt_task_attempt_new(const char *workflow, const char *run_id, const char *task,
+                                   uint32_t attempt, int64_t due_ms)
+{
+    char key[1024];
+    if (bt_run_key_format(key, sizeof key, workflow, run_id, task, attempt) != BT_OK)
+        return NULL;
+    bt_task_run_t *r = malloc(sizeof *r);
+    Baton__V1__RemoteHandle *h = malloc(sizeof *h);
+    if (!r || !h) {
+        free(r);
+        free(h);
+        return NULL;
+    }
+    baton__v1__task_run__init(r);
+    baton__v1__remote_handle__init(h);
+    h->livy_batch_id = h->livy_session_id = h->livy_statement_id = -1; /* 0 is a Livy id */
+    r->handle = h;
+    r->attempt = attempt;
+    r->state = BATON__V1__TASK_STATE__TASK_STATE_SCHEDULED;
+    r->due_ms = due_ms;
+    r->run_key = strdup(key);
+    r->workflow_id = strdup(workflow);
+    r->run_id = strdup(run_id);
+    r->task_id = strdup(task);
+    if (!r->run_key || !r->workflow_id || !r->run_id || !r->task_id) {
+        baton__v1__task_run__free_unpacked(r, NULL);
+        return NULL;
+    }
+    return r;
+}
+
+static const char *const run_state_names[] = {
+    [BATON__V1__RUN_STATE__RUN_STATE_QUEUED] = "queued",
+    [BATON__V1__RUN_STATE__RUN_STATE_RUNNING] = "running",
+    [BATON__V1__RUN_STATE__RUN_STATE_SUCCESS] = "success",
+    [BATON__V1__RUN_STATE__RUN_STATE_FAILED] = "failed",
+    [BATON__V1__RUN_STATE__RUN_STATE_CANCELLED] = "cancelled",
+};
+
+const char *bt_run_state_name(Baton__V1__RunState s)
+{
+    if ((unsigned)s >= sizeof run_state_names / sizeof run_state_names[0])
+        return NULL;
+    return run_state_names[s];
+}
+
+bt_err_t bt_run_state_parse(const char *name, Baton__V1__RunState *out)
+{
+    for (unsigned i = 0; i < sizeof run_state_names / sizeof run_state_names[0]; i++) {
+        if (run_state_names[i] && name && !strcmp(run_state_names[i], name)) {
+            *out = (Baton__V1__RunState)i;
+            return BT_OK;
+        }
+    }
+    return BT_E_INVAL;
+}
+
+const char *bt_run_kind_name(Baton__V1__RunKind k)
+{
+    switch (k) {
+    case BATON__V1__RUN_KIND__RUN_KIND_SCHEDULED:
+        return "scheduled";
+    case BATON__V1__RUN_KIND__RUN_KIND_MANUAL:
+        return "manual";
+    case BATON__V1__RUN_KIND__RUN_KIND_BACKFILL:
+        return "backfill";
+    default:
+        return NULL;
+    }
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "baton/clock.h"
-#include "sched/workflow_int.h"
+#include "workflow/workflow_int.h"
 
 /* bt_task_outputs() of test_op lists the keys of its outputs map from a
  * per-thread array: the map is bounded so the array can be. */

@@ -1,7 +1,7 @@
 /* Shared between the workflow loader (workflow_load.c: the file, tasks,
  * dependencies, templates) and the operator mapping (workflow_ops.c). */
-#ifndef BATON_SCHED_WORKFLOW_INT_H
-#define BATON_SCHED_WORKFLOW_INT_H
+#ifndef BATON_WORKFLOW_INT_H
+#define BATON_WORKFLOW_INT_H
 
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "baton/clock.h"
-#include "sched/workflow_int.h"
+#include "workflow/workflow_int.h"
 
 static void vreport(wl_ctx_t *c, size_t line, size_t col, const char *path, const char *fmt,
                     va_list ap) __attribute__((format(printf, 5, 0)));

@@ -7,7 +7,7 @@
  * We deliberately never restore the previous TZ: nothing else in the
  * process depends on it, and restoring would cost a second tzset() (which
  * re-reads a zone file) on every call. */
-#include "baton/cron.h"
+#include "baton/tz.h"
 
 #include <fcntl.h>
 #include <limits.h>
