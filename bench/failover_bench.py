@@ -19,9 +19,19 @@ writes their outcomes before it lets go (docs/failover.md, Rule 4), so
 beside the idle one, with the calls in flight at each handoff and the
 stand-ins' count of twins (must be 0).
 
+The idle crash rounds run with coordination.fast_takeover off: they
+measure the session-timeout path, the one kazoo's recipe has. Then
+`crash_fast`: the same loaded cluster with a 6 s session and fast takeover
+on (docs/failover.md, "Fast takeover"), the leader killed (-9) with creates
+in flight; "stops" = the kill, figures beside kazoo's crash with the same
+6 s session, in the same run. Last, blips: the leader's liveness-lock
+backend ended (pg_terminate_backend) while it lives, counting how many
+caused a takeover (a false one) and the twins.
+
 Runs under tests/harness (scripts/bench failover). Environment: BATOND,
 BATONCTL, BATON_TEST_ZK, BATON_TEST_PG. Arguments: [HANDOFFS] [CRASHES]
-[SESSION_MS] [LOADED_HANDOFFS]. Last line: one JSON object with every figure.
+[SESSION_MS] [LOADED_HANDOFFS] [FAST_CRASHES] [BLIPS]. Last line: one JSON
+object with every figure.
 """
 import json
 import os
@@ -41,6 +51,10 @@ HANDOFFS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 CRASHES = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 SESSION_MS = int(sys.argv[3]) if len(sys.argv) > 3 else 3000
 LOADED = int(sys.argv[4]) if len(sys.argv) > 4 else 20
+FAST_CRASHES = int(sys.argv[5]) if len(sys.argv) > 5 else 20
+BLIPS = int(sys.argv[6]) if len(sys.argv) > 6 else 20
+FAST_SESSION_MS = 6000  # what our own roles set (ansible): blips ride it out
+NO_FAST = "coordination:\n  fast_takeover: false\n"
 BATONCTL = os.environ.get("BATONCTL", "build-release/batonctl")
 FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fakes")
 AK, SK = "AKIABENCHEXAMPLE", "bench/secret+key=="
@@ -89,7 +103,7 @@ def free_port():
 
 
 class BatonNode:
-    def __init__(self, cluster, name, workdir, extra="", env=None):
+    def __init__(self, cluster, name, workdir, extra="", env=None, session_ms=None):
         self.name = name
         self.port = free_port()
         self.env = dict(os.environ, BATON_LOG_LEVEL="warn", **(env or {}))
@@ -98,7 +112,7 @@ class BatonNode:
         with open(self.cfg, "w") as f:
             f.write("cluster: %s\nnode_id: %s\nzone: z\nhttp: 127.0.0.1:%d\nzookeeper:\n  hosts: %s\n"
                     "  session_timeout: %dms\npostgres:\n  conninfo: \"%s\"\n%s"
-                    % (cluster, name, self.port, ZK, SESSION_MS, PG, extra))
+                    % (cluster, name, self.port, ZK, session_ms or SESSION_MS, PG, extra))
         self.proc = None
 
     def start(self):
@@ -118,7 +132,7 @@ def baton_run():
     from kazoo.client import KazooClient
     cluster = "bench%d" % os.getpid()
     work = tempfile.mkdtemp(prefix="baton-failover-bench-")
-    nodes = [BatonNode(cluster, "n%d" % i, work) for i in (1, 2, 3)]
+    nodes = [BatonNode(cluster, "n%d" % i, work, NO_FAST) for i in (1, 2, 3)]
     for n in nodes:
         n.start()
     zk = KazooClient(hosts=ZK)
@@ -225,88 +239,160 @@ tasks:
 """
 
 
-def baton_loaded_run():
-    """Planned handoffs with creates in flight: [(gap ms, side-effecting
-    calls in flight at the old leader)], and the stand-ins' twins."""
-    emr = Stand("emr_fake", "--access-key", AK, "--secret-key", SK, "--effect-delay", "RunJobFlow=300-1000",
-                "--effect-delay", "AddJobFlowSteps=300-1000", "--effect-delay", "*=10-50",
-                "--list-lag-ms", "300")
-    livy = Stand("livy_fake", "--effect-delay", "POST /batches=300-1000", "--effect-delay", "*=10-50",
-                 "--list-lag-ms", "300", "--allow-duplicate-names")
-    cluster = "benchload%d" % os.getpid()
-    work = tempfile.mkdtemp(prefix="baton-failover-bench-loaded-")
-    extra = ("emr:\n  endpoint: http://127.0.0.1:%d\n  region: us-east-1\n  poll_interval: 500ms\n"
-             "livy:\n  url: http://127.0.0.1:%d\n  poll_interval: 500ms\n" % (emr.port, livy.port))
-    env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
-    nodes = [BatonNode(cluster, "n%d" % i, work, extra, env) for i in (1, 2, 3)]
-    for n in nodes:
-        n.start()
-    from kazoo.client import KazooClient
-    zk = KazooClient(hosts=ZK)
-    zk.start()
-    base = "/baton/" + cluster
-    wf = os.path.join(work, "load.yaml")
-    with open(wf, "w") as f:
-        f.write(LOADED_WF)
+class Loaded:
+    """Three nodes against the EMR and Livy stand-ins (creates take effect
+    300-1,000 ms after they arrive), fed a run (four creates) every 150 ms
+    once started."""
 
-    def ctl(*args):
-        subprocess.run([BATONCTL, "--pg", PG, "--zk", ZK, "--cluster", cluster, *args], check=True,
-                       capture_output=True, timeout=60)
+    def __init__(self, tag, session_ms=None):
+        self.emr = Stand("emr_fake", "--access-key", AK, "--secret-key", SK,
+                         "--effect-delay", "RunJobFlow=300-1000",
+                         "--effect-delay", "AddJobFlowSteps=300-1000", "--effect-delay", "*=10-50",
+                         "--list-lag-ms", "300")
+        self.livy = Stand("livy_fake", "--effect-delay", "POST /batches=300-1000",
+                          "--effect-delay", "*=10-50", "--list-lag-ms", "300",
+                          "--allow-duplicate-names")
+        self.cluster = "bench%s%d" % (tag, os.getpid())
+        work = tempfile.mkdtemp(prefix="baton-failover-bench-%s-" % tag)
+        extra = ("emr:\n  endpoint: http://127.0.0.1:%d\n  region: us-east-1\n  poll_interval: 500ms\n"
+                 "livy:\n  url: http://127.0.0.1:%d\n  poll_interval: 500ms\n"
+                 % (self.emr.port, self.livy.port))
+        env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
+               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
+        self.nodes = [BatonNode(self.cluster, "n%d" % i, work, extra, env, session_ms)
+                      for i in (1, 2, 3)]
+        for n in self.nodes:
+            n.start()
+        from kazoo.client import KazooClient
+        self.zk = KazooClient(hosts=ZK)
+        self.zk.start()
+        self.base = "/baton/" + self.cluster
+        self.wf = os.path.join(work, "load.yaml")
+        with open(self.wf, "w") as f:
+            f.write(LOADED_WF)
+        self.stop_feed = threading.Event()
+        self.feeder = threading.Thread(target=self.feed, daemon=True)
 
-    def leader():
-        for n in nodes:
+    def ctl(self, *args):
+        subprocess.run([BATONCTL, "--pg", PG, "--zk", ZK, "--cluster", self.cluster, *args],
+                       check=True, capture_output=True, timeout=60)
+
+    def feed(self):
+        while not self.stop_feed.wait(0.15):
+            try:
+                self.ctl("trigger", "load")
+            except Exception:
+                pass
+
+    def leader(self):
+        for n in self.nodes:
             st = n.status()
             if st and st["dispatching"]:
                 return n, st
         return None
 
-    stop = threading.Event()
+    def all_in(self):
+        return all((n.status() or {}).get("role") in ("standby", "leading") for n in self.nodes)
 
-    def feed():  # a run (four creates) every 150 ms
-        while not stop.wait(0.15):
-            try:
-                ctl("trigger", "load")
-            except Exception:
-                pass
-
-    out = []
-    feeder = threading.Thread(target=feed, daemon=True)
-    try:
-        wait_for(lambda: all((n.status() or {}).get("role") in ("standby", "leading") for n in nodes), 30)
-        ctl("workflow", "apply", wf)
-        old, _ = wait_for(leader, 30)
-        feeder.start()
+    def start(self):
+        wait_for(self.all_in, 30)
+        self.ctl("workflow", "apply", self.wf)
+        leader = wait_for(self.leader, 30)
+        self.feeder.start()
         time.sleep(3)  # calls in flight from here on
+        return leader
+
+    def finish(self):
+        """Stops the feed, lets the last calls land: (twins, creates)."""
+        self.stop_feed.set()
+        self.feeder.join()
+        time.sleep(5)
+        twins = len(self.emr.get("/_effects?dups=1")) + len(self.livy.get("/_effects?dups=1"))
+        creates = len(self.emr.get("/_effects")) + len(self.livy.get("/_effects"))
+        return twins, creates
+
+    def close(self):
+        self.stop_feed.set()
+        for n in self.nodes:
+            if n.proc.poll() is None:
+                n.proc.terminate()
+                n.proc.wait(60)
+        self.zk.stop()
+        self.emr.stop()
+        self.livy.stop()
+
+
+def baton_loaded_run():
+    """Planned handoffs with creates in flight: [(gap ms, side-effecting
+    calls in flight at the old leader)], and the stand-ins' twins."""
+    lc = Loaded("load")
+    out = []
+    try:
+        old, _ = lc.start()
         for _ in range(LOADED):
             st = old.status()
             inflight = st["exactly_once"]["side_effects_in_flight"] if st else 0
             gone = threading.Event()
-            zk.create(base + "/control/handoff", b"{}")
-            if zk.exists(base + "/control/handoff", watch=lambda ev: gone.set()) is None:
+            lc.zk.create(lc.base + "/control/handoff", b"{}")
+            if lc.zk.exists(lc.base + "/control/handoff", watch=lambda ev: gone.set()) is None:
                 gone.set()
             if not gone.wait(60):
                 raise RuntimeError("loaded handoff did not complete")
-            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(leader()), 30)
+            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(lc.leader()), 30)
             stopped = old.status()["last_stop_us"]
             out.append(((nst["leader_since_us"] - stopped) / 1000.0, inflight))
             old = new
             time.sleep(1.0)
-        stop.set()
-        feeder.join()
-        time.sleep(5)  # the last calls land
-        twins = len(emr.get("/_effects?dups=1")) + len(livy.get("/_effects?dups=1"))
-        creates = len(emr.get("/_effects")) + len(livy.get("/_effects"))
+        twins, creates = lc.finish()
     finally:
-        stop.set()
-        for n in nodes:
-            if n.proc.poll() is None:
-                n.proc.terminate()
-                n.proc.wait(60)
-        zk.stop()
-        emr.stop()
-        livy.stop()
+        lc.close()
     return out, twins, creates
+
+
+def end_liveness_backend(zk_session):
+    out = subprocess.run(["psql", "-X", "-At", PG, "-c",
+                          "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                          "application_name LIKE 'batond-liveness:0x%016x:%%'"
+                          % (zk_session & 0xffffffffffffffff)],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return int(out.stdout.strip())
+
+
+def baton_fast_run():
+    """crash_fast: kill -9 of the leader under load with a 6 s session and
+    fast takeover: [kill -> new leader's first fenced write, ms]; then
+    blips of the leader's liveness backend: (takeovers, blips); and the
+    stand-ins' twins over both."""
+    lc = Loaded("fast", FAST_SESSION_MS)
+    crash, takeovers = [], 0
+    try:
+        old, _ = lc.start()
+        for _ in range(FAST_CRASHES):
+            wait_for(lambda: (old.status() or {}).get("liveness", {}).get("held"), 30)
+            t_kill = now_ms()
+            old.proc.kill()
+            old.proc.wait()
+            new, nst = wait_for(lambda: (lambda l: l if l and l[0] is not old else None)(lc.leader()),
+                                FAST_SESSION_MS / 1000 * 4)
+            crash.append(nst["leader_since_us"] / 1000.0 - t_kill)
+            old.start()
+            wait_for(lc.all_in, 30)
+            old = new
+            time.sleep(2.0)  # creates in flight again
+        for _ in range(BLIPS):
+            old, st = wait_for(lc.leader, 30)
+            wait_for(lambda: (old.status() or {}).get("liveness", {}).get("held"), 30)
+            end_liveness_backend(st["zk_session"])
+            time.sleep(1.0)
+            now, nst = wait_for(lc.leader, FAST_SESSION_MS / 1000 * 4)
+            if nst["epoch"] != st["epoch"]:
+                takeovers += 1
+            wait_for(lc.all_in, 30)
+            time.sleep(1.0)
+        twins, creates = lc.finish()
+    finally:
+        lc.close()
+    return crash, takeovers, twins, creates
 
 
 # ------------------------------------------------------------------ kazoo
@@ -338,8 +424,9 @@ while True:
 
 
 class Contender:
-    def __init__(self, path, name):
+    def __init__(self, path, name, session_ms):
         self.name = name
+        self.session_ms = session_ms
         self.events = []
         self.cond = threading.Condition()
         self.proc = None
@@ -347,7 +434,7 @@ class Contender:
 
     def start(self):
         self.proc = subprocess.Popen(["/usr/bin/python3", "-c", CONTENDER, ZK, PG, self.path, self.name,
-                                      str(SESSION_MS)], stdout=subprocess.PIPE, text=True)
+                                      str(self.session_ms)], stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self.read, args=(self.proc,), daemon=True).start()
 
     def read(self, proc):
@@ -364,9 +451,12 @@ class Contender:
         return None
 
 
-def kazoo_run():
-    path = "/kazoo-bench/%d" % os.getpid()
-    cs = [Contender(path, "k%d" % i) for i in (1, 2, 3)]
+def kazoo_run(session_ms=None, handoffs=None, crashes=None):
+    session_ms = session_ms or SESSION_MS
+    handoffs = HANDOFFS if handoffs is None else handoffs
+    crashes = CRASHES if crashes is None else crashes
+    path = "/kazoo-bench/%d-%d" % (os.getpid(), session_ms)
+    cs = [Contender(path, "k%d" % i, session_ms) for i in (1, 2, 3)]
     for c in cs:
         c.start()
         wait_for(lambda: any(e[0] == "READY" for e in c.events), 30)
@@ -380,7 +470,7 @@ def kazoo_run():
 
     old, _ = wait_for(leader, 30)
     planned = []
-    for _ in range(HANDOFFS):
+    for _ in range(handoffs):
         t0 = now_ms()
         old.proc.send_signal(signal.SIGUSR1)
         new, lead = wait_for(lambda: leader(exclude=old, after=t0), 10)
@@ -389,11 +479,11 @@ def kazoo_run():
         old = new
         time.sleep(SETTLE_S)
     crash = []
-    for _ in range(CRASHES):
+    for _ in range(crashes):
         t_kill = now_ms()
         old.proc.kill()
         old.proc.wait()
-        new, lead = wait_for(lambda: leader(exclude=old, after=t_kill), SESSION_MS / 1000 * 4)
+        new, lead = wait_for(lambda: leader(exclude=old, after=t_kill), session_ms / 1000 * 4)
         crash.append(lead - t_kill)
         old.events = []
         old.start()
@@ -454,7 +544,9 @@ def main():
     print("ZooKeeper warmed up: median create %.2f ms at first, %.2f ms now" % (cold, warm))
     bp, bc = baton_run()
     loaded, twins, creates = baton_loaded_run() if LOADED else ([], 0, 0)
+    fast = baton_fast_run() if FAST_CRASHES or BLIPS else None
     kp, kc = kazoo_run()
+    kfc = kazoo_run(FAST_SESSION_MS, 0, min(FAST_CRASHES, CRASHES))[1] if fast else []
     out = {"bench": "failover", "session_timeout_ms": SESSION_MS, "handoffs": HANDOFFS, "crashes": CRASHES,
            "settle_ms": int(SETTLE_S * 1000),
            "zk_create_ms_cold": round(cold, 2), "zk_create_ms_warm": round(warm, 2)}
@@ -474,6 +566,22 @@ def main():
         print("baton planned handoff under load (creates take 300-1,000 ms; %.1f calls in flight on "
               "average): p50 %.0f ms, p99 %.0f ms; %d creates, %d twins"
               % (out["loaded_calls_in_flight_mean"], pct(gaps, 50), pct(gaps, 99), creates, twins))
+    if fast:
+        fc, takeovers, ftwins, fcreates = fast
+        out.update({"crash_fast_session_timeout_ms": FAST_SESSION_MS, "crash_fast_rounds": len(fc),
+                    "baton_crash_fast_p50_ms": round(pct(fc, 50), 1) if fc else None,
+                    "baton_crash_fast_p99_ms": round(pct(fc, 99), 1) if fc else None,
+                    "baton_crash_fast_max_ms": round(max(fc), 1) if fc else None,
+                    "kazoo_crash_6s_p50_ms": round(pct(kfc, 50), 1) if kfc else None,
+                    "kazoo_crash_6s_p99_ms": round(pct(kfc, 99), 1) if kfc else None,
+                    "liveness_blips": BLIPS, "liveness_blip_takeovers": takeovers,
+                    "crash_fast_remote_creates": fcreates, "crash_fast_twins": ftwins})
+        if fc:
+            print("baton crash, fast takeover, under load (session %d ms): p50 %.0f ms, p99 %.0f ms "
+                  "(target p99 < 500 ms); kazoo, same session: p50 %.0f ms"
+                  % (FAST_SESSION_MS, pct(fc, 50), pct(fc, 99), pct(kfc, 50) if kfc else -1))
+        print("liveness blips: %d, takeovers %d; %d creates, %d twins"
+              % (BLIPS, takeovers, fcreates, ftwins))
     print("baton planned handoff: p50 %.1f ms, p99 %.1f ms (target p99 < 100 ms)"
           % (pct(bp, 50), pct(bp, 99)))
     print("kazoo planned handoff: p50 %.1f ms, p99 %.1f ms" % (pct(kp, 50), pct(kp, 99)))

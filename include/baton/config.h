@@ -41,6 +41,7 @@ typedef struct bt_config {
     char *livy_auth;            /* "basic USER:PASSWORD"; BATON_LIVY_AUTH */
     uint64_t livy_poll_ms;      /* between state polls of a batch or statement; 0: 2 s */
     int http_insecure;          /* skip TLS verification: for test fakes only */
+    int fast_takeover;          /* claim on the leader's liveness lock's release; on */
     /* Rule 4 (docs/failover.md): remote calls across a failover */
     uint64_t transit_bound_ms;  /* longest a request takes from us to its effect; 10 s */
     uint64_t settle_ms;         /* a second lookup this much later confirms "not found"; 5 s */

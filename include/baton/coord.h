@@ -70,6 +70,12 @@ typedef struct bt_coord_opts {
      * its still-valid fence (docs/failover.md, Rule 4). While it waits,
      * bt_coord_handing_off() is true. */
     int drain_calls;
+    /* Fast takeover (docs/failover.md): the leader holds a PostgreSQL
+     * advisory lock on a connection of its own (pg_conninfo); the first
+     * standby claims as soon as it is released, without waiting for the
+     * session to expire. */
+    int fast_takeover;
+    const char *pg_conninfo;
     bt_store_t *store;              /* fenced writes; not owned */
     bt_coord_role_cb on_role;
     void *arg;
@@ -86,6 +92,19 @@ bt_zk_t *bt_coord_zk(bt_coord_t *co);
  * leadership began (0 if not leading), when we last stopped dispatching. */
 int64_t bt_coord_leader_since_us(const bt_coord_t *co);
 int64_t bt_coord_last_stop_us(const bt_coord_t *co);
+
+/* A leader holding the liveness lock sends only within this long of its
+ * lock's backend last answering; a successor that took over on the lock's
+ * release must add it to its transit bound (docs/failover.md). */
+#define BT_COORD_LIVE_LEASE_MS 2000
+
+typedef struct bt_coord_stats {
+    int liveness_held;             /* this node holds the liveness lock */
+    int liveness_watching;         /* this node waits for it (first standby) */
+    uint64_t fast_takeovers;       /* claims made on the lock's release */
+    uint64_t taken_over_alive;     /* false takeovers of this node */
+} bt_coord_stats_t;
+void bt_coord_get_stats(const bt_coord_t *co, bt_coord_stats_t *out);
 
 /* A fenced write failed: stop at once and leave the election; rejoin at
  * the back of the line. */

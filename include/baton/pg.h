@@ -56,6 +56,10 @@ typedef struct bt_pg_opts {
     uint32_t reply_timeout_ms;      /* default 15000; 0 = default */
     uint32_t max_batch;             /* queries per sync; default 512 */
     const char *application_name;   /* default "baton" */
+    /* The socket watcher's libev priority (default 0). A connection whose
+     * loss must be noticed before other I/O of the same loop turn (the
+     * liveness lock's: coord/liveness.c) sets it higher. */
+    int io_priority;
     /* Optional: one query sent with every session's setup (after the
      * prepares, before the handle is up), with up to two text parameters;
      * its result is ignored unless it fails. For what a session should do

@@ -132,6 +132,11 @@ bt_err_t bt_store_task_fail_corrupt(bt_store_t *st, uint64_t epoch,
                                     const char *run_key, const char *state,
                                     const char *why, bt_store_cb cb, void *arg);
 
+/* Appends an audit event without the fence: for what a deposed node has to
+ * say about itself (a takeover while it was alive). */
+bt_err_t bt_store_event_note(bt_store_t *st, uint64_t epoch, const char *kind,
+                             const char *detail_json, bt_store_cb cb, void *arg);
+
 /* Appends an audit event under the fence. detail_json may be NULL. */
 bt_err_t bt_store_event(bt_store_t *st, uint64_t epoch, const char *kind,
                         const char *run_key, const char *detail_json,

@@ -10,8 +10,35 @@
 #include <stdint.h>
 
 #include "baton/coord.h"
+#include "baton/pg.h"
 
 #define PATH_MAX_LEN 512
+
+/* What a node does with the liveness lock (liveness.c). */
+enum { LIVE_NONE, LIVE_HOLD, LIVE_WATCH };
+
+/* The leader process's liveness lock and its own PostgreSQL connection. */
+typedef struct co_live {
+    bt_pg_t *pg;
+    int64_t key;               /* the advisory lock's: a hash of the cluster */
+    int up;                    /* its connection is up */
+    int held;                  /* we hold the lock */
+    int seen_held;             /* a standby saw the leader hold it: a grant is a release */
+    int recheck;               /* a wait timed out: try (and see who holds it) first */
+    int64_t holder_session;    /* the ZooKeeper session its holder's name gave */
+    int64_t named_session;     /* the session our backend's name carries */
+    int64_t naming_session;    /* ... being set */
+    int lost;                  /* leading, the lock may be another's: send nothing */
+    int inflight;              /* a request in flight (its statement + 1) */
+    int checking;              /* lost: asking ZooKeeper whose `leader` is */
+    int closing;
+    int64_t sent_ms;           /* monotonic: the last request's send */
+    int64_t lease_from_ms;     /* the last answer's question was sent then */
+    ev_timer retry, ping;
+    char app_name[160];        /* batond-liveness:<node>, in pg_stat_activity */
+    uint64_t fast_takeovers;   /* early claims made by this node */
+    uint64_t taken_over_alive; /* times this node was taken over while alive */
+} co_live_t;
 
 /* The last planned-handoff request seen in control/handoff. */
 typedef struct handoff_req {
@@ -34,6 +61,7 @@ struct bt_coord {
     int drained;
     int leaving;               /* shutting down: never rejoin */
     int requeuing;             /* deleting our candidate to rejoin at the back */
+    int joining;               /* a join's listing or create is in flight: one at a time */
     int fence_committed;       /* this leadership's epoch is in the fence row */
     uint64_t epoch;
     int64_t leader_since_us;
@@ -53,6 +81,7 @@ struct bt_coord {
     char candidate[PATH_MAX_LEN];   /* our election znode, "" when none */
     char pred_first[PATH_MAX_LEN];  /* the predecessor we watch, when it was
                                      * first in line; "" otherwise */
+    char early_pred[PATH_MAX_LEN];  /* a fast takeover deletes this candidate */
     char prefix[160];               /* c_<session>_<node>_ */
     char base[256], p_election[PATH_MAX_LEN], p_nodes[PATH_MAX_LEN];
     char p_control[PATH_MAX_LEN], p_drain_dir[PATH_MAX_LEN], p_drain[PATH_MAX_LEN];
@@ -68,6 +97,7 @@ struct bt_coord {
     int64_t shutdown_deadline_ms;
     int64_t pause_until_ms;    /* no rejoin before (after a stale epoch) */
     handoff_req_t handoff;
+    co_live_t live;
 };
 
 /* Whether the `leader` znode on the server is ours. Unknown while our create
@@ -104,6 +134,18 @@ void co_step_down(bt_coord_t *co, const char *reason, int rejoin);
  * recorded in the fence row for the successor. */
 void co_hand_off(bt_coord_t *co, const char *reason, int rejoin);
 void co_delete_nodes(bt_coord_t *co);     /* `leader` (if ours) and candidate */
+
+/* liveness.c: fast takeover (coordination.fast_takeover) */
+bt_err_t co_live_start(bt_coord_t *co);
+void co_live_free(bt_coord_t *co);
+void co_live_update(bt_coord_t *co);      /* the role or the line changed */
+int co_live_may_send(const bt_coord_t *co);
+void co_live_check(bt_coord_t *co);       /* leading: a lapsed lease pauses us */
+/* election.c, called by liveness.c */
+void co_live_lost(bt_coord_t *co);        /* leading, the lock's connection broke */
+void co_live_regained(bt_coord_t *co);    /* ... and the lock is ours again */
+void co_live_taken_over(bt_coord_t *co);  /* ... and another holds it: is `leader` ours? */
+void co_take_over_early(bt_coord_t *co);  /* standby: the leader's process is gone */
 
 /* control.c */
 void co_watch_handoff(bt_coord_t *co);

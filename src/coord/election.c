@@ -81,6 +81,7 @@ void co_set_role(bt_coord_t *co, bt_role_t role)
         co->leader_since_us = 0;
     }
     co_publish_member(co);
+    co_live_update(co);
     if (co->opts.on_role)
         co->opts.on_role(co, role, co->epoch, co->opts.arg);
 }
@@ -268,8 +269,12 @@ static void co_pause_check_cb(struct ev_loop *loop, ev_check *w, int revents)
     (void)loop;
     (void)revents;
     co->last_turn_ms = now;
-    if (co->role != BT_ROLE_LEADING || bt_zk_known_good(co->zk))
+    if (co->role != BT_ROLE_LEADING)
         return;
+    if (bt_zk_known_good(co->zk)) {
+        co_live_check(co); /* and the liveness lock's lease */
+        return;
+    }
     bt_warn("coord: ZooKeeper not known good (last response %" PRId64 " ms ago, the loop "
             "stood still for %" PRId64 " ms): pausing",
             now - bt_zk_last_recv_ms(co->zk), gap);
@@ -530,6 +535,7 @@ static void on_pred_watch(zhandle_t *zh, int type, int state, const char *path, 
         return;
     int first = path && co->pred_first[0] && !strcmp(path, co->pred_first);
     co->pred_first[0] = '\0';
+    co_live_update(co);
     if (first && co->candidate[0] && !co->requeuing && !co->leaving && !co->drained &&
         !(co->handoff.present && co->handoff.to[0]) && bt_mono_ms() >= co->pause_until_ms) {
         co_claim(co);
@@ -629,6 +635,7 @@ static void on_children(int rc, const struct String_vector *names, const struct 
         return;
     if (me == 1)
         memcpy(co->pred_first, pred, (size_t)plen + 1);
+    co_live_update(co); /* first standby: wait for the leader's liveness lock */
     if (me > 1)
         co_watch_leader_for_line(co, 0);
     zreq_t *r = co_zreq(co);
@@ -662,6 +669,7 @@ static void on_candidate_created(int rc, const char *value, const struct Stat *s
     bt_coord_t *co = co_zdone(data);
     if (!co)
         return;
+    co->joining = 0;
     if (rc != ZOK) {
         /* On connection loss the create may have happened; the next join
          * looks for our per-session prefix before creating again. */
@@ -697,7 +705,10 @@ static void on_join_children(int rc, const struct String_vector *names, const st
     bt_coord_t *co = co_zdone(data);
     char path[PATH_MAX_LEN];
     (void)stat;
-    if (!co || co->leaving || co->drained)
+    if (!co)
+        return;
+    co->joining = 0;
+    if (co->leaving || co->drained)
         return;
     if (rc != ZOK) {
         co_retry_later(co, 0.2);
@@ -723,8 +734,11 @@ static void on_join_children(int rc, const struct String_vector *names, const st
         return; /* cannot happen: lengths are checked in bt_coord_new */
     r = co_zreq(co);
     if (r && zoo_acreate2(bt_zk_handle(co->zk), path, co->node, (int)strlen(co->node),
-                          bt_zk_acl(co->zk), ZOO_EPHEMERAL_SEQUENTIAL, on_candidate_created, r) == ZOK)
+                          bt_zk_acl(co->zk), ZOO_EPHEMERAL_SEQUENTIAL, on_candidate_created,
+                          r) == ZOK) {
+        co->joining = 1;
         return;
+    }
     free(r);
     co_retry_later(co, 0.2);
 }
@@ -747,9 +761,14 @@ void co_join(bt_coord_t *co)
         return;
     }
     co_set_role(co, BT_ROLE_STANDBY);
+    if (co->joining)
+        return; /* two joins (a rejoin and a reconnect) would both create */
     zreq_t *r = co_zreq(co);
-    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_join_children, r) == ZOK)
+    if (r && zoo_aget_children2(bt_zk_handle(co->zk), co->p_election, 0, on_join_children, r) ==
+                 ZOK) {
+        co->joining = 1;
         return;
+    }
     free(r);
     co_retry_later(co, 0.2);
 }
@@ -901,9 +920,36 @@ static void co_after_calls(bt_coord_t *co)
  * lets the node's remote calls finish first: a fence stops writes, not
  * calls, and a call answered after we let go would land after our
  * successor looked (docs/failover.md, Rule 4). */
+static void on_taken_over_noted(bt_err_t err, const char *detail, void *arg)
+{
+    (void)detail;
+    (void)arg;
+    if (err != BT_OK && err != BT_E_CANCELLED)
+        bt_warn("coord: recording the takeover: %s", bt_strerror(err));
+}
+
+/* Leaving after our liveness lock's connection broke, never regained: a
+ * standby took over while we were alive (its claim fenced us, or deleted
+ * our `leader`). A false takeover: counted, logged and recorded as an
+ * event (unfenced: our epoch is not current any more). */
+static void co_note_taken_over(bt_coord_t *co)
+{
+    char detail[160];
+    co->live.taken_over_alive++;
+    bt_warn("coord: taken over while alive (the liveness lock's connection broke and a "
+            "standby claimed)");
+    snprintf(detail, sizeof detail, "{\"node\": \"%s\", \"epoch\": %" PRIu64 "}", co->node,
+             co->epoch);
+    if (bt_store_event_note(co->store, co->epoch, "taken_over_alive", detail,
+                            on_taken_over_noted, NULL) != BT_OK)
+        bt_warn("coord: recording the takeover: cannot send it");
+}
+
 static void co_leave(bt_coord_t *co, const char *reason, int rejoin, int planned)
 {
     int led = co->role == BT_ROLE_LEADING || co->role == BT_ROLE_SUSPENDED;
+    if (co->live.lost && (led || co->role == BT_ROLE_CLAIMING))
+        co_note_taken_over(co);
     bt_info("coord: stepping down: %s%s", reason, rejoin ? "" : " (not rejoining now)");
     ev_timer_stop(co->loop, &co->heartbeat);
     co->release_clean = 0;
@@ -950,6 +996,135 @@ void bt_coord_fenced(bt_coord_t *co, const char *what)
         return;
     bt_warn("coord: %s was fenced: a newer leader exists", what);
     co_step_down(co, "fenced", 1);
+}
+
+/* ------------------------------------------------------------ fast takeover */
+
+/* Leading, the liveness lock's connection broke: a standby may be taking
+ * over right now. Pause (the gate closes: nothing more is sent) until the
+ * lock is ours again (co_live_regained) or another's (co_live_taken_over). */
+void co_live_lost(bt_coord_t *co)
+{
+    if (co->role == BT_ROLE_LEADING)
+        co_set_role(co, BT_ROLE_SUSPENDED);
+}
+
+void co_live_regained(bt_coord_t *co)
+{
+    co->live.lost = 0;
+    bt_info("coord: the liveness lock is ours again");
+    if (co->role == BT_ROLE_SUSPENDED && bt_zk_known_good(co->zk))
+        co_verify_leadership(co); /* resumes if `leader` is still ours */
+}
+
+static void on_taken_over_check(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = co_zdone(data);
+    if (!co)
+        return;
+    co->live.checking = 0;
+    if (!co->live.lost || (co->role != BT_ROLE_SUSPENDED && co->role != BT_ROLE_LEADING &&
+                           co->role != BT_ROLE_CLAIMING))
+        return;
+    if (rc == ZOK && stat->ephemeralOwner == bt_zk_session_id(co->zk))
+        return; /* still ours: liveness.c asks for the lock again */
+    if (rc != ZOK && rc != ZNONODE)
+        return; /* unknown: the next failed try asks again */
+    co_step_down(co, "the liveness lock is another's", 1); /* co_leave counts it */
+}
+
+/* Suspended after losing the lock, we find it another's. A standby that
+ * took it over deletes our `leader` first thing: gone (or another's), we
+ * were taken over while alive: a false takeover. Say so, and step down;
+ * the fence has refused our epoch's writes since the successor's bump. */
+void co_live_taken_over(bt_coord_t *co)
+{
+    zreq_t *r;
+    if (co->live.checking || !(r = co_zreq(co)))
+        return;
+    if (zoo_aexists(bt_zk_handle(co->zk), co->p_leader, 0, on_taken_over_check, r) != ZOK) {
+        free(r);
+        return;
+    }
+    co->live.checking = 1;
+}
+
+typedef struct early_req {
+    zreq_t z;
+    int step;
+    char path[PATH_MAX_LEN];
+} early_req_t;
+
+static void on_early_deleted(int rc, const void *data);
+
+/* Deletes the dead leader's `leader` znode (step 0) and its candidate
+ * (step 1), then lists the line: first in it, we claim (co_claim). */
+static void early_step(bt_coord_t *co, int step)
+{
+    early_req_t *r = calloc(1, sizeof *r);
+    const char *path = step == 0 ? co->p_leader : co->early_pred;
+    if (step > 1 || !r || !*path) {
+        free(r);
+        co_check_position(co);
+        return;
+    }
+    r->z.co = co;
+    r->z.gen = co->gen;
+    r->step = step;
+    if (zoo_adelete(bt_zk_handle(co->zk), path, -1, on_early_deleted, r) != ZOK) {
+        free(r);
+        co_check_position(co);
+    }
+}
+
+static void on_early_deleted(int rc, const void *data)
+{
+    const early_req_t *r = data;
+    int step = r->step;
+    bt_coord_t *co = co_zdone(data); /* frees r */
+    if (!co)
+        return;
+    if (rc != ZOK && rc != ZNONODE)
+        bt_warn("coord: fast takeover: deleting the old leader's znode: %s", zerror(rc));
+    early_step(co, step + 1);
+}
+
+static void on_early_leader(int rc, const struct Stat *stat, const void *data)
+{
+    bt_coord_t *co = co_zdone(data);
+    if (!co)
+        return;
+    /* the znode must be the lock holder's: a release by anyone else (a
+     * leader that handed off, a deposed one's backend) says nothing of
+     * the leader now */
+    char mark[24];
+    const char *pred = strrchr(co->early_pred, '/');
+    snprintf(mark, sizeof mark, "/c_%016llx_", (unsigned long long)co->live.holder_session);
+    int theirs = rc == ZOK && stat->ephemeralOwner == co->live.holder_session &&
+                 stat->ephemeralOwner != bt_zk_session_id(co->zk) && pred &&
+                 !strncmp(pred, mark, strlen(mark));
+    if (!theirs || co->role != BT_ROLE_STANDBY || !co->early_pred[0]) {
+        /* gone already (a handoff), or not the holder's: the line decides */
+        co->early_pred[0] = '\0';
+        co_check_position(co);
+        return;
+    }
+    co->live.fast_takeovers++;
+    bt_warn("coord: the leader's process is gone (its liveness lock was released) while "
+            "ZooKeeper keeps its session 0x%llx: taking over without waiting for it to expire",
+            (unsigned long long)stat->ephemeralOwner);
+    early_step(co, 0);
+}
+
+/* The first standby was granted the liveness lock it saw held. */
+void co_take_over_early(bt_coord_t *co)
+{
+    zreq_t *r = co_zreq(co);
+    snprintf(co->early_pred, sizeof co->early_pred, "%s", co->pred_first);
+    if (!r || zoo_aexists(bt_zk_handle(co->zk), co->p_leader, 0, on_early_leader, r) != ZOK) {
+        free(r);
+        co_check_position(co);
+    }
 }
 
 /* ------------------------------------------------------------ session setup */
@@ -1104,6 +1279,8 @@ static void on_resume_check(int rc, const struct Stat *stat, const void *data)
                               : LEADER_NOT_OURS;
     if (co->role != BT_ROLE_SUSPENDED)
         return;
+    if (co->live.lost)
+        return; /* the liveness lock first (co_live_regained verifies again) */
     if (co->leader_mine == LEADER_OURS && co->candidate[0] &&
         bt_zk_known_good(co->zk)) {
         bt_info("coord: same session, leader znode still ours: resuming");
@@ -1131,6 +1308,7 @@ static void co_forget_session(bt_coord_t *co)
     co->gen++;
     co->setup_done = 0;
     co->requeuing = 0;
+    co->joining = 0;
     co->candidate[0] = '\0';
     co->leader_mine = LEADER_NOT_OURS;
     co->leader_create_inflight = 0;
@@ -1258,7 +1436,7 @@ bt_err_t bt_coord_new(struct ev_loop *loop, const bt_coord_opts_t *opts, bt_coor
                        .digest_auth = opts->zk_auth,
                        .cb = co_on_session,
                        .arg = co};
-    if ((err = bt_zk_new(loop, &zo, &co->zk)) != BT_OK) {
+    if ((err = co_live_start(co)) != BT_OK || (err = bt_zk_new(loop, &zo, &co->zk)) != BT_OK) {
         bt_coord_free(co);
         return err;
     }
@@ -1276,6 +1454,7 @@ void bt_coord_free(bt_coord_t *co)
     ev_timer_stop(co->loop, &co->drain_wait);
     ev_timer_stop(co->loop, &co->publish);
     ev_check_stop(co->loop, &co->pause_check);
+    co_live_free(co);
     if (co->store)
         bt_store_when_idle(co->store, NULL, NULL);
     bt_zk_free(co->zk);
@@ -1300,7 +1479,16 @@ uint64_t bt_coord_epoch(const bt_coord_t *co)
 
 int bt_coord_may_dispatch(const bt_coord_t *co)
 {
-    return co->role == BT_ROLE_LEADING && co->fence_committed && bt_zk_known_good(co->zk);
+    return co->role == BT_ROLE_LEADING && co->fence_committed && bt_zk_known_good(co->zk) &&
+           co_live_may_send(co);
+}
+
+void bt_coord_get_stats(const bt_coord_t *co, bt_coord_stats_t *out)
+{
+    *out = (bt_coord_stats_t){.liveness_held = co->live.held,
+                              .liveness_watching = co->live.seen_held && !co->live.held,
+                              .fast_takeovers = co->live.fast_takeovers,
+                              .taken_over_alive = co->live.taken_over_alive};
 }
 
 bt_zk_t *bt_coord_zk(bt_coord_t *co)

@@ -157,6 +157,16 @@ static char *status_json(void *arg)
         json_object_set_new(o, "exactly_once", xj);
     else
         json_decref(xj);
+    bt_coord_stats_t cs;
+    bt_coord_get_stats(d->coord, &cs);
+    json_t *lj = json_pack("{s:b, s:b, s:b, s:I, s:I}", "fast_takeover", d->cfg->fast_takeover,
+                           "held", cs.liveness_held, "watching", cs.liveness_watching,
+                           "fast_takeovers", (json_int_t)cs.fast_takeovers, "taken_over_alive",
+                           (json_int_t)cs.taken_over_alive);
+    if (o && lj)
+        json_object_set_new(o, "liveness", lj);
+    else
+        json_decref(lj);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -223,7 +233,12 @@ int bt_daemon_run(const bt_config_t *cfg)
                                   .ops = d.ops,
                                   .nops = d.nops,
                                   .default_pool_slots = 128,
-                                  .transit_bound_ms = (uint32_t)cfg->transit_bound_ms,
+                                  /* after a fast takeover the predecessor may
+                                   * send for up to its lease past our start */
+                                  .transit_bound_ms = (uint32_t)(cfg->transit_bound_ms +
+                                                                 (cfg->fast_takeover
+                                                                      ? BT_COORD_LIVE_LEASE_MS
+                                                                      : 0)),
                                   .settle_ms = (uint32_t)cfg->settle_ms,
                                   .drain_timeout_ms = (uint32_t)cfg->drain_timeout_ms,
                                   .http = d.http};
@@ -244,6 +259,8 @@ int bt_daemon_run(const bt_config_t *cfg)
         .zone_handoff = cfg->zone_handoff,
         .store = d.store,
         .drain_calls = 1,
+        .fast_takeover = cfg->fast_takeover,
+        .pg_conninfo = cfg->pg_conninfo,
         .on_role = on_role,
         .arg = &d,
     };

@@ -503,6 +503,7 @@ bt_err_t bt_pg_new(struct ev_loop *loop, const bt_pg_opts_t *opts, bt_pg_t **out
         pg->opts.max_batch = 512;
 
     ev_init(&pg->io, pg_io_cb);
+    ev_set_priority(&pg->io, pg->opts.io_priority);
     ev_init(&pg->retry_timer, pg_retry_cb);
     ev_init(&pg->broken_timer, pg_broken_cb);
     ev_prepare_init(&pg->prepare, pg_prepare_cb);

@@ -22,6 +22,7 @@ enum {
     ST_CURSOR_INIT,
     ST_TASK_TRANSITIONS,
     ST_FENCE_RELEASE,
+    ST_EVENT_NOTE,
     /* reads.c */
     ST_READ_WORKFLOWS,
     ST_READ_RUNS,

@@ -43,6 +43,7 @@ static const bt_pg_stmt_t store_stmts[ST__COUNT] = {
                              "$10)",
                              10},
     [ST_FENCE_RELEASE] = {"bt_fence_release", "SELECT baton_fence_release($1, $2, $3)", 3},
+    [ST_EVENT_NOTE] = {"bt_event_note", "SELECT baton_event_note($1, $2, $3, $4, $5::jsonb)", 5},
     /* the dispatcher's reads (reads.c) */
     [ST_READ_WORKFLOWS] = {"bt_read_workflows",
                            "SELECT workflow_id, version, paused, spec, "
@@ -273,6 +274,20 @@ bt_err_t bt_store_leader_heartbeat(bt_store_t *st, uint64_t epoch, bt_store_cb c
 bt_err_t bt_store_fence_release(bt_store_t *st, uint64_t epoch, bt_store_cb cb, void *arg)
 {
     return epoch_call(st, ST_FENCE_RELEASE, epoch, cb, arg);
+}
+
+bt_err_t bt_store_event_note(bt_store_t *st, uint64_t epoch, const char *kind,
+                             const char *detail_json, bt_store_cb cb, void *arg)
+{
+    char ep[24];
+    store_req_t *rq;
+    if (!st || !cb || !kind)
+        return BT_E_INVAL;
+    if (!(rq = store_req_new(cb, NULL, arg)))
+        return BT_E_NOMEM;
+    snprintf(ep, sizeof ep, "%" PRIu64, epoch);
+    const char *vals[5] = {st->cluster, ep, st->node, kind, detail_json};
+    return store_submit(st, ST_EVENT_NOTE, vals, NULL, NULL, 0, store_on_outcome, rq);
 }
 
 /* Packs a record after stamping the writer fields. Caller frees *out. */

@@ -44,6 +44,7 @@ static const struct field {
     {"livy.url", F_STR, offsetof(bt_config_t, livy_url)},
     {"livy.auth", F_STR, offsetof(bt_config_t, livy_auth)},
     {"livy.poll_interval", F_DURATION, offsetof(bt_config_t, livy_poll_ms)},
+    {"coordination.fast_takeover", F_BOOL, offsetof(bt_config_t, fast_takeover)},
     {"dispatch.transit_bound", F_DURATION, offsetof(bt_config_t, transit_bound_ms)},
     {"dispatch.settle", F_DURATION, offsetof(bt_config_t, settle_ms)},
     {"dispatch.drain_timeout", F_DURATION, offsetof(bt_config_t, drain_timeout_ms)},
@@ -58,6 +59,7 @@ void bt_config_init(bt_config_t *c)
     c->pg_lock_timeout_ms = 2000;
     c->pg_statement_timeout_ms = 10000;
     c->pg_idle_tx_timeout_ms = 5000;
+    c->fast_takeover = 1;
     c->transit_bound_ms = 10000;
     c->settle_ms = 5000;
     c->drain_timeout_ms = 30000;

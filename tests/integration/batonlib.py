@@ -56,6 +56,16 @@ def psql(sql):
     return out.stdout.strip()
 
 
+def end_liveness_backend(zk_session):
+    """Ends the PostgreSQL backend that holds a leader's liveness lock (its
+    application_name carries its ZooKeeper session: coord/liveness.c), as an
+    operator's pg_terminate_backend, or a network blip, would. The number of
+    backends ended (0 or 1)."""
+    return int(psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'batond-liveness:0x%016x:%%'"
+                    % (zk_session & 0xffffffffffffffff)))
+
+
 def batonctl(cluster, *args, check=True):
     """Runs batonctl against the harness's PostgreSQL for `cluster`."""
     out = subprocess.run([BATONCTL, "--pg", PG, "--zk", ZK, "--cluster", cluster, *args],

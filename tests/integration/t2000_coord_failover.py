@@ -16,12 +16,15 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import (BATOND, PG, SESSION_MS, ZK, CoordCase, KazooClient, harness,  # noqa: E402
-                      psql, wait_for)
+from batonlib import (BATOND, PG, SESSION_MS, ZK, CoordCase, KazooClient,  # noqa: E402
+                      end_liveness_backend, harness, psql, wait_for)
 
 
 class T2000Failover(CoordCase):
     def test_01_kill9_leader(self):
+        # fast takeover (on by default): the dead process's liveness lock is
+        # released with its socket, and the first standby claims while
+        # ZooKeeper still keeps the old session
         old, st = self.c.start()
         t0 = time.time()
         old.kill9()
@@ -30,6 +33,11 @@ class T2000Failover(CoordCase):
         self.assertNotEqual(new, old)
         self.assertGreater(nst["epoch"], st["epoch"])
         self.assertEqual(self.epoch(), nst["epoch"])
+        self.assertIn("taking over without waiting", new.logtext())
+        self.assertEqual(nst["liveness"]["fast_takeovers"], 1)
+        # and it holds the lock now, for the next standby to watch
+        wait_for(lambda: (new.status() or {}).get("liveness", {}).get("held"), 10,
+                 "the new leader to hold the liveness lock")
         print("kill -9: new leader %s after %.2f s (session timeout %.1f s)" % (new.name, took, SESSION_MS / 1000))
 
     def test_02_sigstop_past_session_timeout(self):
@@ -49,6 +57,9 @@ class T2000Failover(CoordCase):
         # connection, which then comes first.
         self.assertTrue("not known good" in log or "connection lost" in log, log)
         self.assertIn("leading -> suspended", log)
+        # no socket of a stopped process closes: only the session's expiry
+        # let the successor in, never the liveness lock
+        self.assertNotIn("taking over without waiting", new.logtext())
         # nothing of its epoch was written after the new leader's: fenced or never sent
         e, _ = self.heartbeat()
         self.assertEqual(e, nst["epoch"])
@@ -99,6 +110,37 @@ class T2000Failover(CoordCase):
         wait_for(lambda: (self._hb_or_none() or (0, 0))[1] > b0 + 2, 15, "heartbeats to resume")
         now, nst = self.c.wait_leader(5)
         self.assertEqual(nst["epoch"], st["epoch"], "a PostgreSQL restart changed the leader")
+
+    def test_05a_liveness_backend_ended_while_alive(self):
+        # The leader's lock connection blips (its backend ended, as an
+        # operator's pg_terminate_backend or a network cut would): the first
+        # standby may take over. Either the leader gets its lock back first
+        # and resumes with its epoch, or it finds the lock another's, steps
+        # down, counts a false takeover and records it; never two leaders
+        # (the checker), and the old one sends nothing once the connection
+        # broke (t4500 checks that at the stand-ins).
+        leader, st = self.c.start()
+        takeovers = 0
+        for _ in range(5):
+            leader, st = self.c.wait_leader(SESSION_MS / 1000 * 3)
+            wait_for(lambda: (leader.status() or {}).get("liveness", {}).get("held"), 10,
+                     "the leader to hold its liveness lock")
+            self.assertEqual(end_liveness_backend(st["zk_session"]), 1)
+            wait_for(lambda: "liveness lock's connection broke" in leader.logtext(), 10,
+                     "the leader to notice")
+            now, nst = self.c.wait_leader(SESSION_MS / 1000 * 3)
+            if now is not leader:
+                takeovers += 1
+                self.assertGreater(nst["epoch"], st["epoch"])
+                wait_for(lambda: (leader.status() or {}).get("liveness", {})
+                         .get("taken_over_alive", 0) >= 1, 10, "the false takeover counted")
+                self.assertIn("taken over while alive", leader.logtext())
+            else:
+                self.assertEqual(nst["epoch"], st["epoch"])
+            time.sleep(0.5)
+        self.assertEqual(int(psql("SELECT count(*) FROM events WHERE cluster = '%s' AND "
+                                  "kind = 'taken_over_alive'" % self.c.name)), takeovers)
+        print("liveness blips: 5, takeovers: %d" % takeovers)
 
     def _hb_or_none(self):
         try:
@@ -166,6 +208,21 @@ class T2000Failover(CoordCase):
         finally:
             outsider.stop()
             outsider.close()
+
+
+class T2000WithoutFastTakeover(CoordCase):
+    """coordination.fast_takeover off: a crash costs the session timeout."""
+    CLUSTER = {"extra": "coordination:\n  fast_takeover: false\n"}
+
+    def test_kill9_leader_waits_out_the_session(self):
+        old, st = self.c.start()
+        old.kill9()
+        new, nst = self.c.wait_leader(SESSION_MS / 1000 * 3, exclude=old)
+        self.assertGreater(nst["epoch"], st["epoch"])
+        self.assertNotIn("taking over without waiting", new.logtext())
+        self.assertEqual(nst["liveness"]["fast_takeovers"], 0)
+        self.assertFalse(nst["liveness"]["fast_takeover"])
+        self.assertFalse(nst["liveness"]["held"])
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from batonlib import (FAKES, SESSION_MS, ZK, Cluster, Fake, WorkflowCase,  # noqa: E402
-                      batonctl, harness, wait_for)
+                      batonctl, end_liveness_backend, harness, wait_for)
 
 AK, SK = "AKIAT4500EXAMPLE", "t4500/secret+key=="
 ROUNDS = int(os.environ.get("BATON_T4500_ROUNDS", "3"))
@@ -204,6 +204,9 @@ class ExactlyOnce(WorkflowCase):
         self.c.request_handoff()
         wait_for(lambda: (lambda l: l if l and l[0][0] is not old else None)(self.c.leaders()),
                  20, "a new leader after the handoff")
+        # fulfilled: the new leader deletes the request after its fence
+        # write, a moment after it dispatches (batonctl failover --wait)
+        wait_for(lambda: not self.c.handoff_pending(), 20, "the handoff request fulfilled")
         return old
 
     def stat(self, key):
@@ -385,8 +388,9 @@ class ExactlyOnce(WorkflowCase):
 
     def test_10_mixed_faults_under_load(self):
         # kill -9, SIGSTOP longer and shorter than the session, planned
-        # handoffs, ZooKeeper server and PostgreSQL loss, chosen from the
-        # seed, while a run (three creates) is triggered every second
+        # handoffs, ZooKeeper server and PostgreSQL loss, the leader's
+        # liveness backend ended, chosen from the seed, while a run (three
+        # creates) is triggered every second
         self.apply(MIX)
         stop, triggered = threading.Event(), [0]
 
@@ -420,7 +424,12 @@ class ExactlyOnce(WorkflowCase):
         def pg_restart():
             harness("pg", "restart")
 
+        def backend_ended():
+            _, st = self.leader()
+            end_liveness_backend(st["zk_session"])
+
         faults = {"kill9": kill9, "sigstop_long": lambda: sigstop(self.rnd.uniform(3.5, 6)),
+                  "liveness_backend_ended": backend_ended,
                   "sigstop_short": lambda: sigstop(self.rnd.uniform(0.5, 2.5)),
                   "handoff": self.handoff, "zk_server_loss": zk_loss, "pg_restart": pg_restart}
         done = {k: 0 for k in faults}
@@ -447,6 +456,58 @@ class ExactlyOnce(WorkflowCase):
             "duplicates_cancelled": self.stat("duplicates_cancelled"),
             "not_found_waits": self.stat("not_found_waits"), "not_sent": self.stat("not_sent"),
             "cut_off": self.stat("cut_off")}), flush=True)
+
+    def test_11_fast_takeover_while_creates_are_in_flight(self):
+        # coordination.fast_takeover (on): the first standby claims the
+        # moment the leader's liveness lock is released. Each round, with
+        # creates on their way: the leader killed (a real death, claimed
+        # within milliseconds, long before its session expires); its lock's
+        # backend ended while it lives (a false takeover: it must send
+        # nothing from the moment the connection broke); or both at once:
+        # frozen, its backend ended, a successor leading, then resumed,
+        # when it must find itself deposed before it sends a byte.
+        kinds = ("kill9", "backend_ended", "frozen_and_backend_ended")
+        done = {k: 0 for k in kinds}
+
+        def fault():
+            kind = kinds[sum(done.values()) % len(kinds)]
+            time.sleep(self.rnd.uniform(0, 0.6))
+            leader, st = self.leader()
+            wait_for(lambda: (leader.status() or {}).get("liveness", {}).get("held"), 10,
+                     "the leader to hold its liveness lock")
+            if kind == "kill9":
+                leader.kill9()
+                new, _ = self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
+                self.assertIn("taking over without waiting", new.logtext())
+                leader.start()
+            elif kind == "backend_ended":
+                # a takeover may happen (the first standby was waiting) or
+                # not (it was between two places in line): either way one
+                # leader, and nothing sent twice
+                self.assertEqual(end_liveness_backend(st["zk_session"]), 1)
+                time.sleep(0.5)
+                self.c.wait_leader(SESSION_MS / 1000 * 6)
+            else:
+                leader.signal(signal.SIGSTOP)
+                try:
+                    self.assertEqual(end_liveness_backend(st["zk_session"]), 1)
+                    self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
+                    time.sleep(self.rnd.uniform(0, 1.0))  # well inside its session
+                finally:
+                    leader.signal(signal.SIGCONT)
+                # deposed: by the lock's release, or by its session's expiry
+                # when no standby was watching
+                wait_for(lambda: (leader.status() or {}).get("role") == "standby" and
+                         ("taken over while alive" in leader.logtext() or
+                          "session expired" in leader.logtext()), 20,
+                         "the resumed leader to find itself deposed")
+            done[kind] += 1
+        self.mix_rounds(fault)
+        fast = sum((n.status() or {}).get("liveness", {}).get("fast_takeovers", 0)
+                   for n in self.c.nodes if n.proc.poll() is None)
+        print("t4500 fast takeover: " + json.dumps({"seed": SEED, "rounds": done,
+                                                     "fast_takeovers_live_nodes": fast}),
+              flush=True)
 
 
 if __name__ == "__main__":
