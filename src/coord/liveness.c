@@ -301,6 +301,23 @@ static void on_wait(bt_err_t err, PGresult *res, const char *errmsg, void *arg)
     unlock(co);
 }
 
+/* Names our backend: with our ZooKeeper session while we hold the lock as
+ * leader (only such a holder can be taken over from), plainly otherwise.
+ * PostgreSQL cuts names at 63 bytes: the session comes first. */
+static void send_name(bt_coord_t *co, int64_t session)
+{
+    char name[sizeof co->live.app_name + 24];
+    if (session)
+        snprintf(name, sizeof name, LIVE_NAME_PREFIX "0x%016llx:%s", (unsigned long long)session,
+                 co->node);
+    else
+        snprintf(name, sizeof name, "%s", co->live.app_name);
+    co->live.naming_session = session;
+    const char *vals[1] = {name};
+    if (bt_pg_exec(co->live.pg, LS_NAME, vals, NULL, NULL, 0, on_named, co) == BT_OK)
+        co->live.inflight = LS_NAME + 1;
+}
+
 /* Does what wanted() says, one request at a time. */
 static void live_next(bt_coord_t *co)
 {
@@ -309,14 +326,7 @@ static void live_next(bt_coord_t *co)
     switch (wanted(co)) {
     case LIVE_HOLD:
         if (co->live.named_session != bt_zk_session_id(co->zk)) {
-            /* the session first: PostgreSQL cuts names at 63 bytes */
-            char name[sizeof co->live.app_name + 24];
-            co->live.naming_session = bt_zk_session_id(co->zk);
-            snprintf(name, sizeof name, LIVE_NAME_PREFIX "0x%016llx:%s",
-                     (unsigned long long)co->live.naming_session, co->node);
-            const char *vals[1] = {name};
-            if (bt_pg_exec(co->live.pg, LS_NAME, vals, NULL, NULL, 0, on_named, co) == BT_OK)
-                co->live.inflight = LS_NAME + 1;
+            send_name(co, bt_zk_session_id(co->zk)); /* the session first */
             return;
         }
         if (!co->live.held)
@@ -325,6 +335,11 @@ static void live_next(bt_coord_t *co)
     case LIVE_WATCH:
         if (co->live.held)
             unlock(co); /* held from a grant nobody used: let go first */
+        else if (co->live.named_session)
+            /* a watcher's try holds the lock for a moment: under a name
+             * left from our leadership, the next standby would take that
+             * moment's end for our death while we lead (a handoff to us) */
+            send_name(co, 0);
         else if (co->live.seen_held && !co->live.recheck)
             send_key(co, LS_WAIT, on_wait);
         else {
