@@ -12,6 +12,8 @@
 
 #define BT_CONFIG_DEFAULT_PATH "/etc/baton/batond.yaml"
 
+#define BT_CONFIG_MAX_CREDENTIALS 32
+
 typedef struct bt_config {
     char *cluster;
     char *node_id;              /* default: the host name */
@@ -46,7 +48,15 @@ typedef struct bt_config {
     uint64_t transit_bound_ms;  /* longest a request takes from us to its effect; 10 s */
     uint64_t settle_ms;         /* a second lookup this much later confirms "not found"; 5 s */
     uint64_t drain_timeout_ms;  /* a handoff waits this long for its calls; 30 s */
+    /* `credentials:`: secrets a task names with `auth:` (never the secret
+     * in the workflow): NAME -> "basic USER:PASSWORD" or "bearer TOKEN" */
+    size_t ncredentials;
+    char *credential_names[BT_CONFIG_MAX_CREDENTIALS];
+    char *credential_values[BT_CONFIG_MAX_CREDENTIALS];
 } bt_config_t;
+
+/* The credential named `name` ("basic ..." or "bearer ..."), or NULL. */
+const char *bt_config_credential(const bt_config_t *c, const char *name);
 
 /* Fills defaults. */
 void bt_config_init(bt_config_t *c);

@@ -263,10 +263,10 @@ static const char *handle_text(const bt_task_run_t *t, char *buf, size_t len)
         snprintf(buf, len, "%s", h->emr_cluster_id);
     else if (h->genie_job_id && *h->genie_job_id)
         snprintf(buf, len, "genie:%s", h->genie_job_id);
-    else if (h->livy_batch_id >= 0)
-        snprintf(buf, len, "livy batch %lld", (long long)h->livy_batch_id);
-    else if (h->livy_session_id >= 0)
-        snprintf(buf, len, "livy session %lld", (long long)h->livy_session_id);
+    else if (h->livy_batch_id >= 0 || h->livy_session_id >= 0)
+        snprintf(buf, len, "livy %s %lld%s%s", h->livy_batch_id >= 0 ? "batch" : "session",
+                 (long long)(h->livy_batch_id >= 0 ? h->livy_batch_id : h->livy_session_id),
+                 h->endpoint && *h->endpoint ? " at " : "", h->endpoint ? h->endpoint : "");
     else if (h->endpoint && *h->endpoint)
         snprintf(buf, len, "%s", h->endpoint);
     return buf[0] ? buf : "-";
@@ -302,7 +302,7 @@ int bt_cmd_run(bt_cli_t *cli, int argc, char **argv)
         printf("%-24s %-16s %-7s %-28s %s\n", "TASK", "STATE", "ATTEMPT", "REMOTE", "ERROR");
     for (int i = 0; i < PQntuples(r); i++) {
         size_t len;
-        char hb[160];
+        char hb[1200];
         unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 0), &len);
         bt_task_run_t *t = b ? baton__v1__task_run__unpack(NULL, len, b) : NULL;
         PQfreemem(b);

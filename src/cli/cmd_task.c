@@ -86,10 +86,15 @@ static int task_logs(bt_cli_t *cli, const char *key)
                               "error_code", e && e->code ? e->code : "", "error",
                               e && e->message ? e->message : "", "detail",
                               e && e->detail ? e->detail : "", "outputs", outs);
+        /* where the remote work lives (a cluster's Livy, a task's Genie) */
+        const char *endpoint = h && h->endpoint ? h->endpoint : "";
+        json_object_set_new(o, "endpoint", json_string(endpoint));
         if (!cli->json) {
             printf("== %s  attempt %u  %s%s%s\n", t->run_key, t->attempt,
                    bt_task_state_name(t->state), h && h->remote_state && *h->remote_state ? "  remote " : "",
                    h && h->remote_state ? h->remote_state : "");
+            if (*endpoint)
+                printf("endpoint %s\n", endpoint);
             if (e && e->message && *e->message)
                 printf("error (%s): %s\n", e->code, e->message);
             if (e && e->detail && *e->detail)

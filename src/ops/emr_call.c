@@ -308,6 +308,65 @@ static int is_target(const emr_call_t *c, const char *state)
     return 0;
 }
 
+/* ListInstances' master: its addresses and instance id (an empty list, a
+ * master replaced meanwhile: DescribeCluster's name is enough to go on). */
+static void on_master_listed(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    (void)err;
+    (void)res;
+    const json_t *m = json_array_get(json_object_get(oc->reply, "Instances"), 0);
+    const char *priv = emr_str(m, "PrivateDnsName"), *pub = emr_str(m, "PublicDnsName");
+    const char *id = emr_str(m, "Ec2InstanceId");
+    if (priv && *priv)
+        opc_output(oc, "master_private_dns", priv);
+    if (pub && *pub)
+        opc_output(oc, "master_public_dns", pub);
+    if (id && *id)
+        opc_output(oc, "master_instance_id", id);
+    if (!emr_of(oc)->has_master_dns && priv && *priv)
+        opc_output(oc, "master_dns", priv);
+    if (!m)
+        bt_warn("emr: %s: ListInstances found no running master on %s", oc->run_key,
+                emr_of(oc)->cluster_id ? emr_of(oc)->cluster_id : "?");
+    opc_finish(oc, BT_OP_SUCCESS);
+}
+
+/* A ready cluster's endpoints, for the tasks that use what runs on it (its
+ * Livy, a Genie registration): DescribeCluster's part now, then the master
+ * from ListInstances, then the answer. */
+static void ready_outputs(emr_call_t *c, const json_t *cluster)
+{
+    opc_call_t *oc = &c->base;
+    const char *v;
+    char apps[512] = "";
+    size_t i, used = 0;
+    const json_t *a;
+    if ((v = emr_str(cluster, "MasterPublicDnsName")) && *v) {
+        opc_output(oc, "master_dns", v);
+        c->has_master_dns = 1;
+    }
+    if ((v = emr_str(cluster, "ReleaseLabel")))
+        opc_output(oc, "release_label", v);
+    if ((v = emr_str(cluster, "ClusterArn")))
+        opc_output(oc, "cluster_arn", v);
+    json_array_foreach(json_object_get(cluster, "Applications"), i, a)
+    {
+        const char *name = emr_str(a, "Name");
+        int w = name ? snprintf(apps + used, sizeof apps - used, "%s%s", used ? "," : "", name)
+                     : 0;
+        if (w > 0 && (size_t)w < sizeof apps - used)
+            used += (size_t)w;
+    }
+    opc_output(oc, "applications", apps);
+    const char *coll = emr_str(cluster, "InstanceCollectionType");
+    json_t *body = coll && !strcmp(coll, "INSTANCE_FLEET")
+                       ? json_pack("{s:s, s:s, s:[s]}", "ClusterId", c->cluster_id,
+                                   "InstanceFleetType", "MASTER", "InstanceStates", "RUNNING")
+                       : json_pack("{s:s, s:[s], s:[s]}", "ClusterId", c->cluster_id,
+                                   "InstanceGroupTypes", "MASTER", "InstanceStates", "RUNNING");
+    emr_continue(c, "ListInstances", body, 1, on_master_listed);
+}
+
 void emr_cluster_verdict(emr_call_t *c, const json_t *cluster)
 {
     opc_call_t *oc = &c->base;
@@ -327,9 +386,12 @@ void emr_cluster_verdict(emr_call_t *c, const json_t *cluster)
         int awaits_end = is_target(c, "TERMINATING") || is_target(c, "TERMINATED") ||
                          is_target(c, "TERMINATED_WITH_ERRORS");
         if (is_target(c, state))
-            return opc_finish(oc, BT_OP_SUCCESS);
+            return ready && c->cluster_id ? ready_outputs(c, cluster)
+                                          : opc_finish(oc, BT_OP_SUCCESS);
         if (!emr_cluster_state_terminal(state) && !(ending && !awaits_end))
             return opc_finish(oc, BT_OP_RUNNING);
+    } else if (c->wait && ready && c->cluster_id) {
+        return ready_outputs(c, cluster);
     } else if (!c->wait || ready) {
         return opc_finish(oc, BT_OP_SUCCESS);
     } else if (!ending) {

@@ -58,6 +58,7 @@ struct emr_call {
     char **targets;           /* emr_wait_cluster */
     size_t ntargets;
     uint64_t gate_ms;         /* sensors: own poll interval */
+    int has_master_dns;       /* DescribeCluster named the master */
 
     /* adoption */
     json_t *candidates;       /* cluster ids whose name matched */

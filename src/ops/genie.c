@@ -265,6 +265,9 @@ static bt_err_t job_start(opc_call_t *oc, const bt_op_call_t *call)
         return BT_E_INVAL;
     genie_call_t *c = genie_call_init(oc, 1);
     bt_err_t e;
+    const Baton__V1__GenieJob *spec = call->spec->genie_job;
+    if (opc_use_endpoint(oc, call, spec->url, spec->auth, 1))
+        return BT_OK; /* answered */
     /* poll and cancel prefer the stored id; submit and lookup (no handle
      * yet) and a kill before the handle was stored use the derived one */
     if (oc->kind != OPC_SUBMIT && oc->kind != OPC_LOOKUP && h && h->genie_job_id &&
@@ -291,42 +294,10 @@ static bt_err_t job_start(opc_call_t *oc, const bt_op_call_t *call)
 
 /* ------------------------------------------------------------ the family */
 
-/* "basic USER:PASSWORD" -> curl's userpwd; "bearer TOKEN" -> a header. A
- * line break would let the token inject headers: refused. */
-static bt_err_t parse_auth(genie_t *g, const char *auth)
-{
-    const char *v;
-    if (!auth || !*auth)
-        return BT_OK;
-    if (strpbrk(auth, "\r\n"))
-        return BT_E_CONFIG;
-    if (!strncasecmp(auth, "basic ", 6)) {
-        for (v = auth + 6; *v == ' '; v++)
-            ;
-        if (!strchr(v, ':'))
-            return BT_E_CONFIG;
-        return (g->fam.userpwd = strdup(v)) ? BT_OK : BT_E_NOMEM;
-    }
-    if (!strncasecmp(auth, "bearer ", 7)) {
-        for (v = auth + 7; *v == ' '; v++)
-            ;
-        if (!*v)
-            return BT_E_CONFIG;
-        if (asprintf(&g->auth_header, "Authorization: Bearer %s", v) < 0) {
-            g->auth_header = NULL;
-            return BT_E_NOMEM;
-        }
-        g->fam.headers[0] = g->auth_header;
-        return BT_OK;
-    }
-    return BT_E_CONFIG;
-}
-
 static void family_free(opc_family_t *f)
 {
     genie_t *g = container_of(f, genie_t, fam);
     free(g->cluster);
-    free(g->auth_header);
     free(g);
 }
 
@@ -342,8 +313,6 @@ static const opc_service_t genie_service = {
 bt_err_t bt_genie_operators(struct ev_loop *loop, bt_http_t *http, const bt_config_t *cfg,
                             bt_operator_t **out, size_t max, size_t *n)
 {
-    if (!cfg->genie_url || !*cfg->genie_url)
-        return BT_OK;
     if (!http || *n + 2 > max)
         return BT_E_INVAL;
     genie_t *g = calloc(1, sizeof *g);
@@ -351,9 +320,13 @@ bt_err_t bt_genie_operators(struct ev_loop *loop, bt_http_t *http, const bt_conf
         return BT_E_NOMEM;
     opc_family_init(&g->fam, &genie_service, loop, http);
     g->fam.insecure = cfg->http_insecure;
-    g->fam.url = opc_url_trim(cfg->genie_url, 0);
+    g->fam.cfg = cfg;
+    /* no genie.url: every task names its Genie (url:) */
+    int has_url = cfg->genie_url && *cfg->genie_url;
     g->cluster = strdup(cfg->cluster ? cfg->cluster : "");
-    bt_err_t e = g->fam.url && g->cluster ? parse_auth(g, cfg->genie_auth) : BT_E_NOMEM;
+    bt_err_t e = BT_E_NOMEM;
+    if ((!has_url || (g->fam.url = opc_url_trim(cfg->genie_url, 0))) && g->cluster)
+        e = opc_parse_auth(cfg->genie_auth, 1, &g->fam.userpwd, &g->fam.auth_header);
     if (e != BT_OK) {
         if (e == BT_E_CONFIG)
             bt_error("genie: auth must be \"basic USER:PASSWORD\" or \"bearer TOKEN\"");
@@ -367,8 +340,8 @@ bt_err_t bt_genie_operators(struct ev_loop *loop, bt_http_t *http, const bt_conf
          0, genie_cluster_start},
     };
     opc_family_publish(&g->fam, defs, 2, out, n);
-    bt_info("genie: operators for %s (%s)", g->fam.url,
-            g->fam.userpwd ? "basic auth" : g->auth_header ? "bearer token" : "no auth");
+    bt_info("genie: operators for %s (%s)", g->fam.url ? g->fam.url : "each task's url:",
+            g->fam.userpwd ? "basic auth" : g->fam.auth_header ? "bearer token" : "no auth");
     return BT_OK;
 }
 

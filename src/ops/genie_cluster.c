@@ -182,6 +182,8 @@ bt_err_t genie_cluster_start(opc_call_t *oc, const bt_op_call_t *call)
     if (!spec || !call->run->run_key)
         return BT_E_INVAL;
     genie_call_t *c = genie_call_init(oc, 0);
+    if (opc_use_endpoint(oc, call, spec->url, spec->auth, 1))
+        return BT_OK; /* answered */
     genie_uuid(c->g->cluster, "cluster", call->run->run_key, c->id);
     if (oc->kind == OPC_CANCEL) { /* nothing runs remotely */
         opc_output(oc, "genie_cluster_id", "");

@@ -88,9 +88,8 @@ char *genie_url_escape(const char *s);
 
 /* The operators' one family (both bt_operator_t live in fam). */
 typedef struct genie {
-    opc_family_t fam;    /* fam.url: genie_url without a trailing '/' */
+    opc_family_t fam;    /* fam.url: genie_url without a trailing '/', or NULL */
     char *cluster;       /* the baton cluster: part of every derived id */
-    char *auth_header;   /* "bearer T" -> "Authorization: Bearer T", or NULL */
 } genie_t;
 
 /* One operator call (the core's part in `base`): a short chain of HTTP

@@ -496,22 +496,6 @@ void lv_fetch_log_then_done(lv_call_t *c)
 
 /* ------------------------------------------------------------ the family */
 
-/* livy.auth: "basic USER:PASSWORD" -> "USER:PASSWORD" */
-static bt_err_t parse_auth(const char *auth, char **userpwd)
-{
-    *userpwd = NULL;
-    if (!auth || !*auth)
-        return BT_OK;
-    if (strncasecmp(auth, "basic", 5) || !isspace((unsigned char)auth[5]))
-        return BT_E_CONFIG;
-    const char *p = auth + 5;
-    while (isspace((unsigned char)*p))
-        p++;
-    if (!strchr(p, ':'))
-        return BT_E_CONFIG;
-    return (*userpwd = strdup(p)) ? BT_OK : BT_E_NOMEM;
-}
-
 static void family_free(opc_family_t *f)
 {
     free(f);
@@ -531,8 +515,6 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
 {
     if (!loop || !http || !cfg || !out || !n)
         return BT_E_INVAL;
-    if (!cfg->livy_url || !*cfg->livy_url)
-        return BT_OK;
     if (*n + 2 > max)
         return BT_E_INVAL;
     opc_family_t *f = calloc(1, sizeof *f);
@@ -540,13 +522,15 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
         return BT_E_NOMEM;
     opc_family_init(f, &lv_service, loop, http);
     f->insecure = cfg->http_insecure;
+    f->cfg = cfg;
     /* Livy's CSRF filter wants X-Requested-By on everything but GET */
     f->headers[0] = "X-Requested-By: baton";
     f->headers[1] = "Accept: application/json";
+    /* no livy.url: every task names its Livy (url:, e.g. its cluster's) */
     bt_err_t e = BT_E_NOMEM;
-    if (!(f->url = opc_url_trim(cfg->livy_url, 0)))
+    if (cfg->livy_url && *cfg->livy_url && !(f->url = opc_url_trim(cfg->livy_url, 0)))
         goto err_free;
-    if ((e = parse_auth(cfg->livy_auth, &f->userpwd)) != BT_OK) {
+    if ((e = opc_parse_auth(cfg->livy_auth, 0, &f->userpwd, &f->auth_header)) != BT_OK) {
         bt_error("livy: livy.auth must be \"basic USER:PASSWORD\"");
         goto err_free;
     }
@@ -557,7 +541,8 @@ bt_err_t bt_livy_operators(struct ev_loop *loop, bt_http_t *http, const bt_confi
          lv_statement_start},
     };
     opc_family_publish(f, defs, 2, out, n);
-    bt_info("livy: operators livy_batch, livy_statement against %s", f->url);
+    bt_info("livy: operators livy_batch, livy_statement against %s",
+            f->url ? f->url : "each task's url:");
     return BT_OK;
 
 err_free:

@@ -150,6 +150,8 @@ bt_err_t lv_batch_start(opc_call_t *oc, const bt_op_call_t *call)
 {
     lv_call_t *c = lv_call_init(oc, call, 0);
     const Baton__V1__LivyBatch *b = call->spec->livy_batch;
+    if (b && opc_use_endpoint(oc, call, b->url, b->auth, 0))
+        return BT_OK; /* answered */
     switch (oc->kind) {
     case OPC_SUBMIT:
         return b ? lv_submit(c, batch_body(b, oc->run_key), known_state) : BT_E_INVAL;

@@ -315,6 +315,8 @@ bt_err_t lv_statement_start(opc_call_t *oc, const bt_op_call_t *call)
 {
     lv_call_t *c = lv_call_init(oc, call, 1);
     const Baton__V1__LivyStatement *s = call->spec->livy_statement;
+    if (s && opc_use_endpoint(oc, call, s->url, s->auth, 0))
+        return BT_OK; /* answered */
     switch (oc->kind) {
     case OPC_SUBMIT:
         return s ? lv_submit(c, session_body(s, oc->run_key), NULL) : BT_E_INVAL;

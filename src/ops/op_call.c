@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "baton/log.h"
 #include "ops/op_call.h"
@@ -69,6 +70,9 @@ static void call_free(opc_call_t *c)
         free(c->out_vals[i]);
     }
     free(c->twins);
+    free(c->own_url);
+    free(c->userpwd);
+    free(c->auth_header);
     json_decref(c->reply);
     free(c);
 }
@@ -211,8 +215,95 @@ void opc_family_init(opc_family_t *f, const opc_service_t *svc, struct ev_loop *
     f->http = http;
 }
 
+bt_err_t opc_parse_auth(const char *auth, int bearer_ok, char **userpwd, char **header)
+{
+    const char *v;
+    *userpwd = *header = NULL;
+    if (!auth || !*auth)
+        return BT_OK;
+    if (strpbrk(auth, "\r\n"))
+        return BT_E_CONFIG;
+    if (!strncasecmp(auth, "basic ", 6)) {
+        for (v = auth + 6; *v == ' '; v++)
+            ;
+        if (!strchr(v, ':'))
+            return BT_E_CONFIG;
+        return (*userpwd = strdup(v)) ? BT_OK : BT_E_NOMEM;
+    }
+    if (bearer_ok && !strncasecmp(auth, "bearer ", 7)) {
+        for (v = auth + 7; *v == ' '; v++)
+            ;
+        if (!*v)
+            return BT_E_CONFIG;
+        if (asprintf(header, "Authorization: Bearer %s", v) < 0) {
+            *header = NULL;
+            return BT_E_NOMEM;
+        }
+        return BT_OK;
+    }
+    return BT_E_CONFIG;
+}
+
+/* An endpoint a task may name: http(s)://, a host, nothing that would
+ * change the request line. */
+static int url_ok(const char *u)
+{
+    size_t skip = !strncmp(u, "http://", 7) ? 7 : !strncmp(u, "https://", 8) ? 8 : 0;
+    if (!skip || !u[skip] || u[skip] == '/' || strlen(u) > 1024)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+        if (*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+            return 0;
+    return 1;
+}
+
+int opc_use_endpoint(opc_call_t *c, const bt_op_call_t *call, const char *url, const char *auth,
+                     int bearer_ok)
+{
+    const Baton__V1__RemoteHandle *h = call->run->handle;
+    const char *where = h && h->endpoint && *h->endpoint && c->kind != OPC_SUBMIT &&
+                                c->kind != OPC_LOOKUP
+                            ? h->endpoint
+                            : url && *url ? url
+                                          : NULL;
+    if (where) {
+        if (!url_ok(where)) {
+            opc_fail(c, "bad_spec", "url: '%.120s' is not an http:// or https:// URL", where);
+            return -1;
+        }
+        if (!(c->own_url = opc_url_trim(where, 8))) {
+            opc_fail(c, "bad_spec", "out of memory");
+            return -1;
+        }
+        c->url = c->own_url;
+    }
+    if (!c->url || !*c->url) {
+        opc_fail(c, "bad_spec", "no %s URL: give the task url: or set %s.url in batond.yaml",
+                 c->svc->name, c->svc->name);
+        return -1;
+    }
+    if (!auth || !*auth)
+        return 0;
+    const char *cred = bt_config_credential(c->fam->cfg, auth);
+    if (!cred) {
+        opc_fail(c, "bad_spec", "auth: '%.80s' is not a credential in batond.yaml", auth);
+        return -1;
+    }
+    bt_err_t e = opc_parse_auth(cred, bearer_ok, &c->userpwd, &c->auth_header);
+    if (e != BT_OK) {
+        opc_fail(c, "bad_spec", "auth: credential '%.80s' %s", auth,
+                 e == BT_E_NOMEM ? "could not be read (out of memory)"
+                                 : "is not a kind this service takes");
+        return -1;
+    }
+    c->own_auth = 1;
+    return 0;
+}
+
 char *opc_url_trim(const char *url, size_t keep)
 {
+    if (!url)
+        return NULL;
     char *s = strdup(url);
     for (size_t len = s ? strlen(s) : 0; len > keep && s[len - 1] == '/';)
         s[--len] = '\0';
@@ -253,6 +344,7 @@ void opc_family_free(opc_family_t *f)
         drop(f->calls); /* those in HTTP are freed by their answer */
     free(f->url);
     free(f->userpwd);
+    free(f->auth_header);
     f->svc->family_free(f);
 }
 
@@ -387,11 +479,15 @@ static bt_err_t transmit(opc_call_t *c, const opc_auth_t *auth)
 {
     opc_family_t *f = c->fam;
     const opc_req_t *rq = &c->rq;
-    const char *headers[8];
+    const char *headers[9];
     char ctype[128], *url = NULL;
     size_t nh = 0;
     for (size_t i = 0; f->headers[i] && nh < 4; i++)
         headers[nh++] = f->headers[i];
+    if (!c->own_auth && f->auth_header)
+        headers[nh++] = f->auth_header;
+    else if (c->auth_header)
+        headers[nh++] = c->auth_header;
     if (rq->content_type) {
         snprintf(ctype, sizeof ctype, "Content-Type: %s", rq->content_type);
         headers[nh++] = ctype;
@@ -412,7 +508,7 @@ static bt_err_t transmit(opc_call_t *c, const opc_auth_t *auth)
         .aws_sigv4 = auth ? auth->aws_sigv4 : NULL,
         .aws_access_key = auth ? auth->aws_access_key : NULL,
         .aws_secret_key = auth ? auth->aws_secret_key : NULL,
-        .userpwd = f->userpwd,
+        .userpwd = c->own_auth ? c->userpwd : f->userpwd,
         .timeout_ms = rq->timeout_ms,
         .max_attempts = rq->max_attempts,
         .retry_budget_ms = rq->budget_ms,

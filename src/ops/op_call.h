@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "baton/config.h"
 #include "baton/http.h"
 #include "baton/operator.h"
 
@@ -116,7 +117,7 @@ typedef struct opc_op_def {
 } opc_op_def_t;
 
 #define OPC_MAX_OPS 5
-#define OPC_MAX_OUT 4            /* outputs the core keeps for a call */
+#define OPC_MAX_OUT 10           /* outputs the core keeps for a call */
 #define OPC_SWEEP_MAX 32         /* twins one sweep may look at */
 
 /* One operator of a family; bt_operator_t.ctx points here. */
@@ -132,6 +133,8 @@ struct opc_family {
     bt_http_t *http;
     char *url;                   /* the base URL, no trailing '/' (owned) */
     char *userpwd;               /* basic auth "user:password" or NULL (owned) */
+    char *auth_header;           /* "Authorization: Bearer ..." or NULL (owned) */
+    const bt_config_t *cfg;      /* the daemon's (outlives us): named credentials */
     const char *headers[4];      /* sent with every request, NULL-terminated (the service's) */
     int insecure;                /* skip TLS verification (tests against fakes) */
     int aws_throttling;          /* the transport treats AWS Throttling* bodies as 429 */
@@ -156,7 +159,11 @@ struct opc_call {
     char *run_key;               /* never NULL ("" when the run has none) */
     int keep_first;              /* the attempt runs: a sweep keeps the first created */
     const char *url;             /* requests go below it: fam->url unless the service
-                                  * points it elsewhere (memory of its own) */
+                                  * points it elsewhere (memory of its own), or
+                                  * opc_use_endpoint did (own_url) */
+    char *own_url;               /* the task's or the handle's endpoint */
+    int own_auth;                /* the task names its credential: these, not fam's */
+    char *userpwd, *auth_header;
     opc_req_t rq;                /* the request in flight */
     json_t *reply;               /* svc->parse's reading of the last answer, held by
                                   * the call until the next answer or its end */
@@ -196,9 +203,23 @@ void opc_family_publish(opc_family_t *f, const opc_op_def_t *defs, size_t ndefs,
                         bt_operator_t **out, size_t *n);
 /* Abandons every call (see the top), then svc->family_free. */
 void opc_family_free(opc_family_t *f);
+/* Reads an auth setting: "basic USER:PASSWORD" (-> curl's userpwd) or, when
+ * bearer_ok, "bearer TOKEN" (-> an Authorization header); ""/NULL: none.
+ * BT_E_CONFIG for anything else (a CR or LF included). */
+bt_err_t opc_parse_auth(const char *auth, int bearer_ok, char **userpwd, char **header);
 /* Frees the families of `svc` among ops[0..n) and sets their slots to NULL;
  * other operators are left alone. */
 void opc_operators_free(bt_operator_t **ops, size_t n, const opc_service_t *svc);
+
+/* Points the call at the task's own endpoint (docs/operators.md,
+ * "Endpoints"): the handle's when the call has one (poll, cancel, sweep: the
+ * resource lives where it was created, whatever the settings say today),
+ * else `url` (the rendered `url:`), else the family's; and `auth`, the name
+ * of a credential in batond.yaml ("": the family's). 0, or -1 with the call
+ * answered FAILED bad_spec (no URL at all, a URL that is not http(s), an
+ * unknown credential): the start then returns BT_OK. */
+int opc_use_endpoint(opc_call_t *c, const bt_op_call_t *call, const char *url, const char *auth,
+                     int bearer_ok);
 
 /* ------------------------------------------------------------ requests */
 

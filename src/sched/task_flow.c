@@ -200,7 +200,11 @@ static void fail_attempt(bt_dispatcher_t *d, task_t *t, Baton__V1__TaskState fin
                          const char *remote_state)
 {
     int64_t now = bt_now_ms();
-    int retry = t->cur->attempt <= t->spec->retries;
+    /* a task the operator cannot even send (a bad URL, a credential
+     * batond.yaml lacks) fails the same way on every attempt: no retry */
+    int permanent = code && (!strcmp(code, "bad_spec") || !strcmp(code, "invalid_spec") ||
+                             !strcmp(code, "no_operator"));
+    int retry = t->cur->attempt <= t->spec->retries && !permanent;
     bt_task_run_t *rec = next_state(t, retry ? S(UP_FOR_RETRY) : final);
     if (!rec)
         return;

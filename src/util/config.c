@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "baton/clock.h"
@@ -77,6 +78,10 @@ void bt_config_free(bt_config_t *c)
     for (size_t i = 0; i < NFIELDS; i++)
         if (fields[i].type == F_STR)
             free(*(char **)((char *)c + fields[i].offset));
+    for (size_t i = 0; i < c->ncredentials; i++) {
+        free(c->credential_names[i]);
+        free(c->credential_values[i]);
+    }
     memset(c, 0, sizeof *c);
 }
 
@@ -137,6 +142,60 @@ bt_err_t bt_config_set(bt_config_t *c, const char *key, const char *value,
     return rc;
 }
 
+const char *bt_config_credential(const bt_config_t *c, const char *name)
+{
+    for (size_t i = 0; c && name && i < c->ncredentials; i++)
+        if (!strcmp(c->credential_names[i], name))
+            return c->credential_values[i];
+    return NULL;
+}
+
+/* The `credentials:` section: NAME: "basic USER:PASSWORD" | "bearer TOKEN".
+ * The secret never appears in a message. */
+static bt_err_t load_credentials(bt_config_t *c, const char *path, const bt_ynode_t *map,
+                                 char *err, size_t errlen)
+{
+    if (map->kind != BT_YNODE_MAP) {
+        snprintf(err, errlen, "%s:%zu:%zu: credentials: expected a mapping of NAME: \"basic "
+                 "USER:PASSWORD\" or \"bearer TOKEN\"", path, map->line, map->col);
+        return BT_E_CONFIG;
+    }
+    for (size_t i = 0; i < map->n; i++) {
+        const char *name = map->keys[i];
+        const bt_ynode_t *v = map->items[i];
+        size_t len = strlen(name);
+        int name_ok = len > 0 && len <= 64;
+        for (const char *p = name; name_ok && *p; p++)
+            name_ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+        const char *why = !name_ok ? "a name is 1 to 64 letters, digits, '_' or '-'"
+                          : c->ncredentials >= BT_CONFIG_MAX_CREDENTIALS
+                              ? "too many credentials (at most 32)"
+                          : v->kind != BT_YNODE_SCALAR || bt_ynode_is_null(v)
+                              ? "expected \"basic USER:PASSWORD\" or \"bearer TOKEN\""
+                              : NULL;
+        if (!why && strpbrk(v->value, "\r\n"))
+            why = "a line break in the secret";
+        if (!why && !((!strncasecmp(v->value, "basic ", 6) && strchr(v->value + 6, ':')) ||
+                      (!strncasecmp(v->value, "bearer ", 7) && v->value[7])))
+            why = "expected \"basic USER:PASSWORD\" or \"bearer TOKEN\"";
+        if (why) {
+            snprintf(err, errlen, "%s:%zu: credentials.%.64s: %s", path, map->key_lines[i],
+                     name, why);
+            return BT_E_CONFIG;
+        }
+        char *n = strdup(name), *val = strdup(v->value);
+        if (!n || !val) {
+            free(n);
+            free(val);
+            return BT_E_NOMEM;
+        }
+        c->credential_names[c->ncredentials] = n;
+        c->credential_values[c->ncredentials++] = val;
+    }
+    return BT_OK;
+}
+
 /* Walks one mapping level; `prefix` is "" at the top. */
 static bt_err_t load_map(bt_config_t *c, const char *path, const bt_ynode_t *map,
                          const char *prefix, char *err, size_t errlen)
@@ -146,6 +205,12 @@ static bt_err_t load_map(bt_config_t *c, const char *path, const bt_ynode_t *map
         const bt_ynode_t *v = map->items[i];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", map->keys[i]);
 
+        if (!*prefix && !strcmp(key, "credentials")) {
+            bt_err_t rc = load_credentials(c, path, v, err, errlen);
+            if (rc != BT_OK)
+                return rc;
+            continue;
+        }
         if (v->kind == BT_YNODE_MAP && !*prefix) {
             int known = 0;
             size_t klen = strlen(key);

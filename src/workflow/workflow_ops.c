@@ -354,10 +354,36 @@ static void check_emr_create_cluster(wl_ctx_t *c, const bt_ynode_t *n, const bt_
     }
 }
 
+/* url: and auth: of the operators that talk to a Livy or a Genie: a URL
+ * (or a template that renders one: checked when it is rendered) and the
+ * name of a credential in batond.yaml (never a secret in the workflow). */
+static void check_endpoint(wl_ctx_t *c, const bt_ynode_t *n, const bt_ynode_t *at,
+                           const char *path)
+{
+    (void)at;
+    const bt_ynode_t *url = bt_ynode_get(n, "url"), *auth = bt_ynode_get(n, "auth");
+    char sub[WL_PATH_MAX];
+    if (url && url->kind == BT_YNODE_SCALAR && *url->value && !strstr(url->value, "{{") &&
+        strncmp(url->value, "http://", 7) && strncmp(url->value, "https://", 8)) {
+        wl_path_key(sub, path, "url");
+        wl_err(c, url, sub, "'%.80s' is not an http:// or https:// URL", url->value);
+    }
+    if (auth && auth->kind == BT_YNODE_SCALAR && *auth->value) {
+        const char *k = auth->value;
+        size_t len = strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+        if (k[len] || len > 64) {
+            wl_path_key(sub, path, "auth");
+            wl_err(c, auth, sub,
+                   "names a credential defined under credentials: in batond.yaml (1-64 of "
+                   "A-Z a-z 0-9 _ -), never the secret itself");
+        }
+    }
+}
+
 static void check_livy_statement(wl_ctx_t *c, const bt_ynode_t *n, const bt_ynode_t *at,
                                  const char *path)
 {
-    (void)at;
+    check_endpoint(c, n, at, path);
     static const char *const kinds[] = {"spark", "pyspark", "sparkr", "sql"};
     const bt_ynode_t *kind = bt_ynode_get(n, "kind");
     char sub[WL_PATH_MAX];
@@ -392,27 +418,32 @@ static void check_test_op(wl_ctx_t *c, const bt_ynode_t *n, const bt_ynode_t *at
     }
 }
 
+/* What a cluster publishes once it is ready (emr_call.c, ready_outputs). */
+#define CLUSTER_READY_OUTPUTS                                                                    \
+    "master_dns", "master_private_dns", "master_public_dns", "master_instance_id",             \
+        "release_label", "applications", "cluster_arn"
+
 /* What {{ tasks.<id>.<output> }} may name, what must be there, and the
  * rules that span fields. Keyed by the TaskSpec oneof member's name. */
 static const struct op_rule {
     const char *name;
-    const char *const outputs[4];
+    const char *const outputs[10];
     const char *const required[7];
     op_check_fn check;
 } rules[] = {
-    {"emr_create_cluster", {"cluster_id", NULL}, {"name", "release_label", NULL},
+    {"emr_create_cluster", {"cluster_id", CLUSTER_READY_OUTPUTS, NULL}, {"name", "release_label", NULL},
      check_emr_create_cluster},
     {"emr_add_step", {"step_id", "cluster_id", NULL}, {"cluster_id", "name", "args", NULL}, NULL},
     {"emr_terminate_cluster", {NULL}, {"cluster_id", NULL}, NULL},
-    {"emr_wait_cluster", {"state", NULL}, {"cluster_id", NULL}, NULL},
+    {"emr_wait_cluster", {"state", CLUSTER_READY_OUTPUTS, NULL}, {"cluster_id", NULL}, NULL},
     {"emr_wait_step", {"state", NULL}, {"cluster_id", "step_id", NULL}, NULL},
     {"genie_job",
      {"genie_job_id", NULL},
      {"name", "user", "version", "command_args", "cluster_criteria", "command_criterion", NULL},
-     NULL},
+     check_endpoint},
     {"genie_register_cluster", {"genie_cluster_id", NULL}, {"name", "user", "version", NULL},
-     NULL},
-    {"livy_batch", {"livy_batch_id", "app_id", NULL}, {"file", NULL}, NULL},
+     check_endpoint},
+    {"livy_batch", {"livy_batch_id", "app_id", NULL}, {"file", NULL}, check_endpoint},
     {"livy_statement",
      {"livy_session_id", "livy_statement_id", "output", NULL},
      {"kind", "code", NULL},

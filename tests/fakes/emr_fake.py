@@ -28,7 +28,10 @@ protocol, Signature Version 4):
                                              in the request is expired")
 
   Operations: RunJobFlow, AddJobFlowSteps, DescribeCluster, DescribeStep,
-  ListClusters, ListSteps, TerminateJobFlows, CancelSteps. Bad requests get
+  ListClusters, ListSteps, ListInstances, TerminateJobFlows, CancelSteps.
+  With --cluster-livy-port, each cluster master that asks for the Livy
+  application runs a Livy stand-in at its address (MasterPublicDnsName, a
+  127.N.x.y loopback address of its own). Bad requests get
   400 ValidationException (missing Name, Instances or ReleaseLabel, a name
   over 256 characters, InstanceCount < 1, a bad ActionOnFailure, steps on a
   terminated cluster); unknown ids get 400 InvalidRequestException with
@@ -118,11 +121,17 @@ prints "listening PORT" once ready, then "imds PORT" with --imds-port.
 """
 import argparse
 import calendar
+import ctypes
 import hashlib
 import hmac
 import json
+import os
+import queue
+import random
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -258,6 +267,9 @@ class State:
         self.lock = threading.Lock()
         self.boot_s, self.step_s = boot_s, step_s
         self.clusters = {}   # id -> dict, in creation order
+        self.cluster_livy = None  # ClusterLivy: a Livy on each master that asks for one
+        # masters live at 127.<net>.x.y: two stand-ins at once do not collide
+        self.net = random.randint(100, 199)
         self.seq = 0
         self.faults = []
         self.last = {}
@@ -412,8 +424,13 @@ def op_run_job_flow(st, req, now):
         "Id": cid, "Name": req["Name"], "created": now, "terminate_at": None,
         "boot_s": float(boot) if boot else st.boot_s, "fate": tagmap.get("fake:fate", ""),
         "tags": req.get("Tags") or [], "request": req, "steps": [],
-        "keep_alive": bool(inst.get("KeepJobFlowAliveWhenNoSteps"))}
+        "keep_alive": bool(inst.get("KeepJobFlowAliveWhenNoSteps")),
+        # each master its own loopback address: a Livy runs there (--cluster-livy)
+        "master_addr": "127.%d.%d.%d" % (st.net, st.seq // 250, st.seq % 250 + 1)}
     st.stats["RunJobFlow"] += 1
+    if st.cluster_livy and any((a or {}).get("Name", "").lower() == "livy"
+                               for a in req.get("Applications") or []):
+        st.cluster_livy.start(cid, st.clusters[cid]["master_addr"])
     return {"JobFlowId": cid, "ClusterArn": "arn:aws:elasticmapreduce:fake:000000000000:cluster/" + cid}
 
 
@@ -471,16 +488,87 @@ def op_add_steps(st, req, now):
     return {"StepIds": ids}
 
 
+def master_provisioned(st, c, now):
+    """The master has its address from BOOTSTRAPPING on, as on EMR."""
+    state, _ = st.cluster_state(c, now)
+    return state not in ("STARTING", "TERMINATED", "TERMINATED_WITH_ERRORS") or \
+        now >= c["created"] + c["boot_s"]
+
+
 def op_describe_cluster(st, req, now):
     c = st.cluster(req.get("ClusterId"))
     r = c["request"]
-    return {"Cluster": {
+    extra = {}
+    if master_provisioned(st, c, now):
+        extra["MasterPublicDnsName"] = c["master_addr"]
+    return {"Cluster": {**extra,
+        "InstanceCollectionType": "INSTANCE_FLEET" if r["Instances"].get("InstanceFleets")
+                                  else "INSTANCE_GROUP",
         "Id": c["Id"], "Name": c["Name"], "Status": st.cluster_status(c, now),
         "Tags": c["tags"], "ReleaseLabel": r.get("ReleaseLabel"),
         "Applications": r.get("Applications", []), "AutoTerminate": not c["keep_alive"],
         "VisibleToAllUsers": bool(r.get("VisibleToAllUsers")), "ServiceRole": r.get("ServiceRole"),
         "LogUri": r.get("LogUri"), "NormalizedInstanceHours": 0,
         "ClusterArn": "arn:aws:elasticmapreduce:fake:000000000000:cluster/" + c["Id"]}}
+
+
+INSTANCE_STATES = ("AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING",
+                   "TERMINATED")
+
+
+def op_list_instances(st, req, now):
+    """ListInstances: the master and core instances of a cluster's groups
+    (or fleets), filtered as EMR filters them."""
+    c = st.cluster(req.get("ClusterId"))
+    gtypes, ftype, states = (req.get("InstanceGroupTypes"), req.get("InstanceFleetType"),
+                             req.get("InstanceStates"))
+    need(gtypes is None or (isinstance(gtypes, list) and
+                            all(t in ("MASTER", "CORE", "TASK") for t in gtypes)),
+         "1 validation error detected: Value at 'instanceGroupTypes' failed to satisfy "
+         "constraint: Member must satisfy enum value set: [MASTER, CORE, TASK]")
+    need(ftype is None or ftype in ("MASTER", "CORE", "TASK"),
+         "1 validation error detected: Value '%s' at 'instanceFleetType' failed to satisfy "
+         "constraint: Member must satisfy enum value set: [MASTER, CORE, TASK]" % ftype)
+    need(states is None or (isinstance(states, list) and all(x in INSTANCE_STATES for x in states)),
+         "1 validation error detected: Value at 'instanceStates' failed to satisfy constraint: "
+         "Member must satisfy enum value set: [%s]" % ", ".join(INSTANCE_STATES))
+    inst = c["request"]["Instances"]
+    fleets = bool(inst.get("InstanceFleets"))
+    need(not (fleets and gtypes), "Instance group types cannot be used with instance fleets.")
+    cstate, _ = st.cluster_state(c, now)
+    state = ("TERMINATED" if cstate in ("TERMINATED", "TERMINATED_WITH_ERRORS")
+             else "PROVISIONING" if cstate == "STARTING"
+             else "BOOTSTRAPPING" if cstate == "BOOTSTRAPPING" else "RUNNING")
+    rows = []
+    groups = inst.get("InstanceFleets") or inst.get("InstanceGroups") or []
+    for gi, g in enumerate(groups):
+        role = g.get("InstanceFleetType") if fleets else g.get("InstanceRole")
+        if (gtypes and role not in gtypes) or (ftype and role != ftype):
+            continue
+        n = 1 if role == "MASTER" else int(g.get("InstanceCount") or g.get("TargetOnDemandCapacity") or 1)
+        for k in range(n):
+            if states and state not in states:
+                continue
+            if role == "MASTER":
+                addr = c["master_addr"]
+            else:
+                addr = "10.%d.%d.%d" % (int(c["Id"][-6:]) % 250, gi, k + 1)
+            row = {"Id": "ci-%s%02d%03d" % (c["Id"][-9:], gi, k),
+                   "Ec2InstanceId": "i-%s%02d%03d" % (c["Id"][-9:], gi, k),
+                   "PrivateDnsName": addr, "PrivateIpAddress": addr,
+                   "PublicDnsName": "", "PublicIpAddress": "",
+                   "Status": {"State": state, "StateChangeReason": {},
+                              "Timeline": st.timeline(c["created"])},
+                   "Market": g.get("Market", "ON_DEMAND"),
+                   "InstanceType": g.get("InstanceType", "m5.xlarge")}
+            row["InstanceFleetId" if fleets else "InstanceGroupId"] = "%s-%s%02d" % (
+                "if" if fleets else "ig", c["Id"][-9:], gi)
+            rows.append(row)
+    p = page(rows, req.get("Marker"))
+    out = {"Instances": p["items"]}
+    if "Marker" in p:
+        out["Marker"] = p["Marker"]
+    return out
 
 
 def op_describe_step(st, req, now):
@@ -585,7 +673,8 @@ RUN_KEY_TAG = "baton:run-key"
 OPS = {"RunJobFlow": op_run_job_flow, "AddJobFlowSteps": op_add_steps,
        "DescribeCluster": op_describe_cluster, "DescribeStep": op_describe_step,
        "ListClusters": op_list_clusters, "ListSteps": op_list_steps,
-       "TerminateJobFlows": op_terminate, "CancelSteps": op_cancel_steps}
+       "TerminateJobFlows": op_terminate, "CancelSteps": op_cancel_steps,
+       "ListInstances": op_list_instances}
 
 
 # ---------------------------------------------------------------- HTTP
@@ -637,6 +726,10 @@ class EmrHandler(Base):
                 return self.reply(200, st.stats, "application/json")
             if self.path == "/_last":
                 return self.reply(200, st.last, "application/json")
+        if self.path == "/_livy":   # the clusters' Livys (outside the lock: it asks them)
+            return self.reply(200, st.cluster_livy.view() if st.cluster_livy else {},
+                              "application/json")
+        with st.lock:
             if self.path == "/_clusters":
                 now = time.time()
                 return self.reply(200, [dict(op_describe_cluster(st, {"ClusterId": c["Id"]}, now)["Cluster"],
@@ -772,6 +865,107 @@ class EmrHandler(Base):
                                 lambda s=s: st.step_state(c, s, time.time())[0])
 
 
+class ClusterLivy:
+    """A real Livy stand-in (livy_fake.py) on each cluster master that asks
+    for the Livy application, listening at the master's address and port
+    8998 (or --cluster-livy-port), as EMR runs Livy on the master node. It
+    comes up with the cluster and goes down when the cluster terminates,
+    and what it had then is kept (GET /_livy of this stand-in)."""
+
+    def __init__(self, state, port, auth):
+        self.state, self.port, self.auth = state, port, auth
+        self.extra = ["--csrf"] + (["--auth", auth] if auth else [])
+        self.procs = {}   # cluster id -> Popen
+        self.archive = {}  # cluster id -> what its Livy had when the cluster went
+        self.lock = threading.Lock()
+        self.spawns = queue.Queue()
+        threading.Thread(target=self.spawner, daemon=True).start()
+        threading.Thread(target=self.reap, daemon=True).start()
+
+    @staticmethod
+    def _die_with_parent():
+        try:   # PR_SET_PDEATHSIG: a killed EMR stand-in takes its Livys along
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        except OSError:
+            pass
+
+    def start(self, cid, addr):
+        self.spawns.put((cid, addr))
+
+    def spawner(self):
+        """Starts the Livys. One long-lived thread forks them all: the death
+        signal of PR_SET_PDEATHSIG follows the forking *thread*, and a
+        request's thread ends with its client's connection."""
+        while True:
+            cid, addr = self.spawns.get()
+            cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                "livy_fake.py"),
+                   "--host", addr, "--port", str(self.port)] + self.extra
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 preexec_fn=self._die_with_parent)
+            with self.lock:
+                self.procs[cid] = p
+            # a master whose Livy is not up yet answers "connection
+            # refused", which a client must ride out anyway
+            p.stdout.readline()
+
+    def url(self, cid):
+        return "http://%s:%d" % (self.state.clusters[cid]["master_addr"], self.port)
+
+    def view(self):
+        """{cluster id: {"url", "up", and once the cluster is gone what its
+        Livy had: "stats", "batches"}}"""
+        with self.lock:
+            out = {cid: {"url": self.url(cid), "up": p.poll() is None}
+                   for cid, p in self.procs.items()}
+            out.update(self.archive)
+        return out
+
+    def _keep(self, cid):
+        """What a Livy going down had (its batches, its request counts)."""
+        import base64
+        import urllib.request
+        kept = {"url": self.url(cid), "up": False}
+        hdr = {}
+        if self.auth:
+            hdr["Authorization"] = "Basic " + base64.b64encode(self.auth.encode()).decode()
+        for key, path, h in (("stats", "/_stats", {}), ("batches", "/batches?size=1000", hdr)):
+            try:
+                req = urllib.request.Request(self.url(cid) + path, headers=h)
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    kept[key] = json.load(r)
+            except (OSError, ValueError) as e:
+                kept[key] = {"error": str(e)}
+        if isinstance(kept.get("batches"), dict) and "sessions" in kept["batches"]:
+            kept["batches"] = kept["batches"]["sessions"]
+        with self.lock:
+            self.archive[cid] = kept
+
+    def reap(self):
+        while True:
+            time.sleep(0.2)
+            now = time.time()
+            with self.state.lock:
+                gone = [cid for cid in list(self.procs)
+                        if self.state.cluster_state(self.state.clusters[cid], now)[0]
+                        in ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")]
+            for cid in gone:
+                self._keep(cid)
+                with self.lock:
+                    p = self.procs.pop(cid, None)
+                if p and p.poll() is None:
+                    p.terminate()
+                    p.wait()
+
+    def stop_all(self):
+        with self.lock:
+            procs, self.procs = list(self.procs.values()), {}
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+
+
 class ImdsHandler(Base):
     ROLE = "baton-test-role"
     TOKENS = set()
@@ -831,9 +1025,16 @@ def main():
     p.add_argument("--step-s", type=float, default=0.5)
     p.add_argument("--imds-expiry-s", type=float, default=21600)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--cluster-livy-port", type=int, default=0,
+                   help="run a Livy stand-in on each master that asks for Livy, on this port")
+    p.add_argument("--cluster-livy-auth", default=None, metavar="USER:PASS",
+                   help="the clusters' Livys require this HTTP basic auth")
     fake_timing.add_arguments(p)
     a = p.parse_args()
     st = State(a.boot_s, a.step_s)
+    if a.cluster_livy_port:
+        st.cluster_livy = ClusterLivy(st, a.cluster_livy_port, a.cluster_livy_auth)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     st.session_token = a.session_token
     timing = fake_timing.Timing.from_args(a)
     timing.bind(st.stats, st.lock)
@@ -850,8 +1051,11 @@ def main():
         print("imds %d" % imds.server_address[1], flush=True)
     try:
         srv.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        if st.cluster_livy:
+            st.cluster_livy.stop_all()
 
 
 if __name__ == "__main__":

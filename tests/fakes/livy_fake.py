@@ -580,6 +580,8 @@ def main():
     import argparse
     ap = argparse.ArgumentParser(description="A stateful stand-in for Apache Livy's REST API.")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="the address to listen on (a cluster master's, for the EMR stand-in)")
     ap.add_argument("--csrf", action="store_true",
                     help="POST/DELETE need X-Requested-By (livy.server.csrf-protection)")
     ap.add_argument("--auth", metavar="USER:PASS", help="require HTTP basic auth")
@@ -592,7 +594,7 @@ def main():
     Handler.timing = timing
     Handler.csrf = a.csrf
     Handler.auth = a.auth
-    srv = Server(("127.0.0.1", port), Handler)
+    srv = Server((a.host, port), Handler)
     print("listening %d" % srv.server_address[1], flush=True)
     try:
         srv.serve_forever(poll_interval=0.1)

@@ -99,7 +99,7 @@ class LivyTest(WorkflowCase):
         self.assertNotIn("executorCores", body)  # unset fields are left out
         _, rec = self.task("lb", "after")
         self.assertIn(b"0/application_1700000000000_0000", rec)
-        self.assertEqual(self.show("lb", run_id)["spark"]["remote"], "livy batch 0")
+        self.assertEqual(self.show("lb", run_id)["spark"]["remote"], "livy batch 0 at " + self.fake.url)
 
     def test_02_dead_batch_fails_with_the_log_tail(self):
         self.c.start()

@@ -58,6 +58,40 @@ static void good_file_loads(void **state)
     free(path);
 }
 
+/* credentials: a task names one with auth:; the file holds the secret */
+static void credentials_load_and_refuse(void **state)
+{
+    bt_config_t c;
+    char err[512] = "";
+    (void)state;
+    char *path = write_tmp("cluster: prod\ncredentials:\n  cluster_livy: \"basic etl:s3cret\"\n"
+                           "  genie-prod: \"bearer tok\"\n");
+    bt_config_init(&c);
+    assert_int_equal(bt_config_load_file(&c, path, err, sizeof err), BT_OK);
+    assert_int_equal(c.ncredentials, 2);
+    assert_string_equal(bt_config_credential(&c, "cluster_livy"), "basic etl:s3cret");
+    assert_string_equal(bt_config_credential(&c, "genie-prod"), "bearer tok");
+    assert_null(bt_config_credential(&c, "other"));
+    bt_config_free(&c);
+    unlink(path);
+    free(path);
+    load_expect_error("credentials:\n  x: \"digest a:b\"\n",
+                      ":2: credentials.x: expected \"basic USER:PASSWORD\"");
+    load_expect_error("credentials:\n  x: \"basic nocolon\"\n", ":2: credentials.x: expected");
+    load_expect_error("credentials:\n  x: [a]\n", ":2: credentials.x: expected");
+    load_expect_error("credentials:\n  bad name: \"basic a:b\"\n", "a name is 1 to 64");
+    load_expect_error("credentials:\n  x: \"basic a:b\"\n  x: \"basic c:d\"\n", "duplicate key");
+    load_expect_error("credentials: \"basic a:b\"\n", "credentials: expected a mapping");
+    /* the secret never appears in a message */
+    bt_config_init(&c);
+    char *p2 = write_tmp("credentials:\n  x: \"basic nocolon-secret\"\n");
+    assert_int_not_equal(bt_config_load_file(&c, p2, err, sizeof err), BT_OK);
+    assert_null(strstr(err, "nocolon-secret"));
+    bt_config_free(&c);
+    unlink(p2);
+    free(p2);
+}
+
 static void bad_files_name_line_and_field(void **state)
 {
     (void)state;
@@ -137,6 +171,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(good_file_loads),
         cmocka_unit_test(bad_files_name_line_and_field),
+        cmocka_unit_test(credentials_load_and_refuse),
         cmocka_unit_test(validation_says_what_is_missing),
         cmocka_unit_test(yaml_tree_keeps_positions),
         cmocka_unit_test(example_config_loads),

@@ -165,7 +165,10 @@ static void examples_load(void **state)
                         "s3://acme-emr-artifacts/etl/requirements.txt");
     const bt_task_spec_t *teardown = bt_workflow_task(wf, "teardown");
     assert_int_equal(teardown->trigger_rule, BATON__V1__TRIGGER_RULE__TRIGGER_RULE_ALL_DONE);
-    assert_int_equal(teardown->source_line, 99);
+    assert_int_equal(teardown->source_line, 106);
+    const Baton__V1__LivyBatch *lb = bt_workflow_task(wf, "transform")->livy_batch;
+    assert_string_equal(lb->url, "http://{{ tasks.create_cluster.master_dns }}:8998");
+    assert_string_equal(lb->auth, "cluster_livy");
     assert_int_equal(teardown->retries, 5);
     assert_null(bt_workflow_task(wf, "nope"));
     baton__v1__workflow_spec__free_unpacked(wf, NULL);
@@ -460,6 +463,18 @@ static void operator_keys(void **state)
                "bad.yaml:5:16: tasks[0].livy_batch: required key 'file' is missing");
     expect_one(TASK_HEAD "  - id: a\n    livy_batch: s3://x.py\n",
                "bad.yaml:5:17: tasks[0].livy_batch: expected a mapping, got a single value");
+    /* url: and auth: (a task's own Livy or Genie): a URL, a credential's name */
+    expect_one(TASK_HEAD "  - id: a\n    livy_batch: {file: f, url: 'livy:8998'}\n",
+               "bad.yaml:5:32: tasks[0].livy_batch.url: 'livy:8998' is not an http:// or "
+               "https:// URL");
+    expect_one(TASK_HEAD "  - id: a\n    livy_statement: {kind: sql, code: c, auth: 'basic u:p'}"
+                         "\n",
+               "bad.yaml:5:48: tasks[0].livy_statement.auth: names a credential defined under "
+               "credentials: in batond.yaml");
+    baton__v1__workflow_spec__free_unpacked(
+        load_ok(TASK_HEAD "  - id: a\n    livy_batch: {file: f, url: 'http://{{ run.id }}:1', "
+                          "auth: etl-livy}\n"),
+        NULL);
     expect_one(TASK_HEAD "  - id: a\n    livy_batch: {file: ''}\n",
                "bad.yaml:5:24: tasks[0].livy_batch.file: must not be empty");
     expect_one(TASK_HEAD "  - id: a\n    livy_batch: {file: f, args: x}\n",
@@ -526,12 +541,13 @@ static void outputs_per_operator(void **state)
     static const struct {
         const char *task;
         const char *outs;
-    } want[] = {{"create_cluster", "cluster_id"},
+    } want[] = {{"create_cluster", "cluster_id master_dns master_private_dns master_public_dns "
+                                   "master_instance_id release_label applications cluster_arn"},
                 {"transform", "livy_batch_id app_id"},
                 {"load_warehouse", "step_id cluster_id"},
                 {"teardown", ""}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        char got[128] = "";
+        char got[256] = "";
         for (const char *const *o = bt_task_outputs(bt_workflow_task(wf, want[i].task)); *o; o++)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", *got ? " " : "", *o);
         assert_string_equal(got, want[i].outs);
