@@ -17,6 +17,7 @@
 #define EMR_ADOPT_SLACK_MS (5 * 60 * 1000)  /* clock skew allowed when listing */
 #define EMR_ADOPT_MAX_PAGES 200
 #define EMR_SUFFIX_LEN 22                   /* " [bt:" + 16 hex digits + "]" */
+#define EMR_DEFAULT_IDLE_S 3600             /* AutoTerminationPolicy of a kept-alive cluster */
 
 typedef struct emr emr_t;
 typedef struct emr_call emr_call_t;

@@ -201,6 +201,33 @@ static json_t *configurations(jb_t *b, const char *text)
     return j;
 }
 
+/* Overrides over the typed body: objects member by member, anything else
+ * replaced; Tags are added to (never over our run-key tag, which is what a
+ * new leader finds the cluster by). */
+static void merge(json_t *into, json_t *from)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(from, k, v)
+    {
+        json_t *cur = json_object_get(into, k);
+        if (json_is_object(cur) && json_is_object(v)) {
+            merge(cur, v);
+        } else if (!strcmp(k, "Tags") && json_is_array(cur) && json_is_array(v)) {
+            size_t i;
+            json_t *t;
+            json_array_foreach(v, i, t)
+            {
+                const char *key = json_string_value(json_object_get(t, "Key"));
+                if (!key || strcmp(key, EMR_TAG_RUN_KEY))
+                    json_array_insert(cur, 0, t);
+            }
+        } else {
+            json_object_set(into, k, v);
+        }
+    }
+}
+
 json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *name,
                               const char *marker, char *err, size_t errlen)
 {
@@ -262,12 +289,31 @@ json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *
     put_str(&b, ours, "Value", marker);
     json_array_append_new(tags, ours);
     json_object_set_new(o, "Tags", tags);
-    if (s->auto_termination_idle_s) {
+    /* a cluster kept alive without steps bills until someone ends it: if
+     * its teardown never runs (killed run, lost leader, a bug), EMR's own
+     * idle timer does, after an hour unless the workflow says otherwise */
+    uint32_t idle = s->auto_termination_idle_s ? s->auto_termination_idle_s
+                    : s->keep_alive_when_no_steps ? EMR_DEFAULT_IDLE_S
+                                                  : 0;
+    if (idle) {
         json_t *p = json_object();
-        json_object_set_new(p, "IdleTimeout", json_integer(s->auto_termination_idle_s));
+        json_object_set_new(p, "IdleTimeout", json_integer(idle));
         json_object_set_new(o, "AutoTerminationPolicy", p);
     }
     json_object_set_new(o, "VisibleToAllUsers", json_true());
+    if (!b.bad && s->job_flow_overrides_json && *s->job_flow_overrides_json) {
+        json_error_t je;
+        json_t *ov = json_loads(s->job_flow_overrides_json, 0, &je);
+        if (!json_is_object(ov)) {
+            /* the loader wrote it; a template may have broken it */
+            snprintf(err, errlen, "job_flow_overrides: not a JSON object after rendering (%s)",
+                     je.text);
+            b.bad = 1;
+        } else {
+            merge(o, ov);
+        }
+        json_decref(ov);
+    }
     if (b.bad) {
         json_decref(o);
         return NULL;

@@ -66,6 +66,11 @@ int wl_duration(wl_ctx_t *c, const bt_ynode_t *n, const char *path, uint64_t *ms
 /* true/false only: YAML 1.1's yes/no/on/off are too easy to write by accident. */
 int wl_bool(wl_ctx_t *c, const bt_ynode_t *n, const char *path, int *out);
 
+/* emr_create_cluster's job_flow_overrides: checked against EMR's RunJobFlow
+ * input shape and written as typed JSON (emr_overrides.c); NULL after
+ * reporting. */
+char *wl_emr_overrides_json(wl_ctx_t *c, const bt_ynode_t *n, const char *path);
+
 /* Remembers a string node for the template pass (only when it holds "{{"). */
 void wl_note_template(wl_ctx_t *c, const bt_ynode_t *n, const char *path);
 

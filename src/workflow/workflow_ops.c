@@ -6,7 +6,8 @@
  * Naming: the YAML key is the proto field name, except that integer fields
  * ending in _ms or _s take a duration and drop the suffix
  * (poll_interval_ms <- "poll_interval: 30s"), and configurations_json takes
- * YAML under `configurations` and stores it as JSON. */
+ * YAML under `configurations` and stores it as JSON (job_flow_overrides_json
+ * likewise, checked against EMR's input shape: emr_overrides.c). */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,12 @@ static void set_value(wl_ctx_t *c, void *slot, const ProtobufCFieldDescriptor *f
     }
     switch (f->type) {
     case PROTOBUF_C_TYPE_STRING: {
+        if (k == K_JSON && !strcmp(f->name, "job_flow_overrides_json")) {
+            char *j = wl_emr_overrides_json(c, n, path);
+            if (j)
+                *(char **)slot = j; /* json_dumps memory is plain malloc */
+            return;
+        }
         if (k == K_JSON) {
             set_json(c, slot, n, path);
             return;

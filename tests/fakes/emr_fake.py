@@ -372,8 +372,84 @@ def name_ok(v, field):
 
 # ---------------------------------------------------------------- operations
 
+# RunJobFlow's input shape, from AWS's own service model as botocore ships it
+# (the same model tools/gen_emr_model.py compiles into baton's loader)
+MODEL_PATH = "/usr/lib/python3/dist-packages/botocore/data/emr/2009-03-31/service-2.json"
+_model = None
+
+
+def model():
+    global _model
+    if _model is None:
+        with open(MODEL_PATH) as f:
+            _model = json.load(f)
+    return _model
+
+
+def lower_first(name):
+    return name[:1].lower() + name[1:]
+
+
+def check_shape(shape_name, v, where):
+    """The request against the model: an unknown member or a wrong JSON type
+    is a SerializationException (the service cannot read it), an enum,
+    bound or required member a ValidationException, worded as EMR words
+    them (the member path in lower camel case)."""
+    sh = model()["shapes"][shape_name]
+    t = sh["type"]
+    if t == "structure":
+        if not isinstance(v, dict):
+            raise ApiError("SerializationException",
+                           "Start of structure or map found where not expected at '%s'" % where)
+        for k, mv in v.items():
+            if mv is None:   # JSON null: as if absent
+                continue
+            if k not in sh["members"]:
+                raise ApiError("SerializationException", "Unrecognized field \"%s\" at '%s'"
+                               % (k, where or "input"))
+            check_shape(sh["members"][k]["shape"], mv,
+                        (where + "." if where else "") + lower_first(k))
+        for r in sh.get("required", []):
+            need(v.get(r) is not None, "1 validation error detected: Value null at '%s' failed "
+                 "to satisfy constraint: Member must not be null"
+                 % ((where + "." if where else "") + lower_first(r)))
+    elif t == "list":
+        if not isinstance(v, list):
+            raise ApiError("SerializationException", "Expected a list at '%s'" % where)
+        for i, x in enumerate(v):
+            check_shape(sh["member"]["shape"], x, "%s.%d.member" % (where, i + 1))
+    elif t == "map":
+        if not isinstance(v, dict):
+            raise ApiError("SerializationException", "Expected a map at '%s'" % where)
+        for k, x in v.items():
+            check_shape(sh["value"]["shape"], x, "%s.%s" % (where, k))
+    elif t == "string":
+        if not isinstance(v, str):
+            raise ApiError("SerializationException", "Expected a string at '%s'" % where)
+        if sh.get("enum"):
+            need(v in sh["enum"], "1 validation error detected: Value '%s' at '%s' failed to "
+                 "satisfy constraint: Member must satisfy enum value set: [%s]"
+                 % (v, where, ", ".join(sh["enum"])))
+        need(len(v) <= sh.get("max", len(v)), "1 validation error detected: Value at '%s' "
+             "failed to satisfy constraint: Member must have length less than or equal to %d"
+             % (where, sh.get("max", 0)))
+    elif t in ("integer", "long"):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ApiError("SerializationException", "Expected a whole number at '%s'" % where)
+        need(v >= sh.get("min", v), "1 validation error detected: Value '%d' at '%s' failed to "
+             "satisfy constraint: Member must have value greater than or equal to %d"
+             % (v, where, sh.get("min", 0)))
+    elif t == "boolean":
+        if not isinstance(v, bool):
+            raise ApiError("SerializationException", "Expected true or false at '%s'" % where)
+    elif t in ("double", "float"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ApiError("SerializationException", "Expected a number at '%s'" % where)
+
+
 def check_run_job_flow(req):
     """Everything RunJobFlow checks in the request alone; its Instances."""
+    check_shape(model()["operations"]["RunJobFlow"]["input"]["shape"], req, "")
     name_ok(req.get("Name"), "name")
     inst = req.get("Instances")
     need(isinstance(inst, dict), "1 validation error detected: Value null at 'instances' failed "

@@ -61,6 +61,37 @@ def request(name, signature=None, secret=SK):
     return method, path, headers + [("X-Amz-Date", DATE), ("Authorization", auth)], body
 
 
+class RunJobFlowModel(unittest.TestCase):
+    """RunJobFlow held to AWS's model, as baton's loader holds overrides."""
+    BASE = {"Name": "x", "ReleaseLabel": "emr-6.15.0", "Instances": {"InstanceGroups": [
+        {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}]}}
+
+    def refused(self, extra):
+        with self.assertRaises(emr_fake.ApiError) as e:
+            emr_fake.check_run_job_flow(dict(self.BASE, **extra))
+        return e.exception.type, e.exception.message
+
+    def test_model(self):
+        emr_fake.check_run_job_flow(dict(self.BASE, StepConcurrencyLevel=3,
+                                         ManagedScalingPolicy={"ComputeLimits": {
+                                             "UnitType": "Instances", "MinimumCapacityUnits": 1,
+                                             "MaximumCapacityUnits": 4}}))
+        t, m = self.refused({"Intances": {}})
+        self.assertEqual((t, m), ("SerializationException",
+                                  'Unrecognized field "Intances" at \'input\''))
+        t, m = self.refused({"StepConcurrencyLevel": "two"})
+        self.assertEqual(t, "SerializationException")
+        self.assertIn("stepConcurrencyLevel", m)
+        t, m = self.refused({"ScaleDownBehavior": "SOMETIMES"})
+        self.assertEqual(t, "ValidationException")
+        self.assertIn("at 'scaleDownBehavior' failed to satisfy constraint: Member must satisfy "
+                      "enum value set", m)
+        t, m = self.refused({"ManagedScalingPolicy": {"ComputeLimits": {"UnitType": "Instances"}}})
+        self.assertIn("Value null at 'managedScalingPolicy.computeLimits.minimumCapacityUnits'", m)
+        t, m = self.refused({"Name": None})
+        self.assertIn("Value null at 'name'", m)
+
+
 class PublishedVectors(unittest.TestCase):
     def check(self, name, **kw):
         method, path, headers, body = request(name)

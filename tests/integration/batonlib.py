@@ -340,7 +340,7 @@ class WorkflowCase(unittest.TestCase):
     """Helpers for cases that apply workflows to self.c (a Cluster)."""
     run_timeout = 30  # seconds wait_runs_done waits unless told
 
-    def apply(self, text, *flags):
+    def apply(self, text, *flags, check=True):
         """Writes the workflow (indented as in the test) into the cluster's
         directory and applies it; the files written are in self.files."""
         self.files = getattr(self, "files", [])
@@ -348,7 +348,7 @@ class WorkflowCase(unittest.TestCase):
         with open(path, "w") as f:
             f.write(textwrap.dedent(text))
         self.files.append(path)
-        return batonctl(self.c.name, "workflow", "apply", *flags, path)
+        return batonctl(self.c.name, "workflow", "apply", *flags, path, check=check)
 
     def q(self, sql):
         """psql, with $C standing for the cluster's name."""

@@ -446,6 +446,73 @@ class Emr(WorkflowCase):
         self.assertIn("credentials from profile t4300", self.c.nodes[0].logtext() +
                       self.c.nodes[1].logtext() + self.c.nodes[2].logtext())
 
+    def test_10_job_flow_overrides(self):
+        """Any RunJobFlow member, checked when applied, typed on the wire,
+        merged over the typed fields; our run-key tag always stays."""
+        self.start()
+        bad = self.apply("""
+            workflow: bad
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-bad
+                  release_label: emr-6.15.0%s
+                  job_flow_overrides:
+                    Intances: {Ec2SubnetIds: [subnet-1]}
+                    StepConcurrencyLevel: two
+        """ % GROUPS, check=False)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("wf0.yaml:13:9: tasks[0].emr_create_cluster.job_flow_overrides.Intances: "
+                      "unknown RunJobFlow member 'Intances' (did you mean 'Instances'?)",
+                      bad.stderr)
+        self.assertIn("job_flow_overrides.StepConcurrencyLevel: 'two' is not a whole number",
+                      bad.stderr)
+        self.apply("""
+            workflow: over
+            schedule: none
+            tasks:
+              - id: create
+                emr_create_cluster:
+                  name: t4300-over
+                  release_label: emr-6.15.0
+                  keep_alive_when_no_steps: true
+                  wait_until_ready: true
+                  tags: {team: data-eng}%s
+                  job_flow_overrides:
+                    SecurityConfiguration: kerberos-sec
+                    StepConcurrencyLevel: 5
+                    EbsRootVolumeSize: 64
+                    ManagedScalingPolicy:
+                      ComputeLimits: {UnitType: Instances, MinimumCapacityUnits: 2,
+                                      MaximumCapacityUnits: 10}
+                    Instances:
+                      Ec2SubnetIds: [subnet-a, subnet-b]
+                    Tags:
+                      - {Key: cost-center, Value: "4711"}
+                      - {Key: "baton:run-key", Value: not-ours}
+              - id: terminate
+                depends_on: [create]
+                trigger_rule: all_done
+                emr_terminate_cluster: {cluster_id: "{{ tasks.create.cluster_id }}"}
+        """ % GROUPS)
+        run = self.trigger("over")
+        self.assertEqual(self.wait_done("over"), "success")
+        req = self.fake.last("RunJobFlow")
+        self.assertEqual((req["SecurityConfiguration"], req["StepConcurrencyLevel"],
+                          req["EbsRootVolumeSize"]), ("kerberos-sec", 5, 64))
+        self.assertEqual(req["ManagedScalingPolicy"], {"ComputeLimits": {
+            "UnitType": "Instances", "MinimumCapacityUnits": 2, "MaximumCapacityUnits": 10}})
+        # merged into the typed Instances, not over them
+        self.assertEqual(req["Instances"]["Ec2SubnetIds"], ["subnet-a", "subnet-b"])
+        # kept alive without auto_termination_idle: EMR's idle timer, 1 h
+        self.assertEqual(req["AutoTerminationPolicy"], {"IdleTimeout": 3600})
+        self.assertEqual(req["Instances"]["InstanceGroups"][0]["InstanceRole"], "MASTER")
+        self.assertTrue(req["Instances"]["KeepJobFlowAliveWhenNoSteps"])
+        tags = {t["Key"]: t["Value"] for t in req["Tags"]}
+        self.assertEqual(tags, {"team": "data-eng", "cost-center": "4711",
+                                "baton:run-key": "over/%s/create/1" % run})
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

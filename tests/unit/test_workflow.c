@@ -441,6 +441,65 @@ static void templates_need_upstreams(void **state)
     free(t);
 }
 
+/* job_flow_overrides: any RunJobFlow member, checked against EMR's own
+ * input shape when the file is applied, stored as typed JSON */
+static void job_flow_overrides_checked(void **state)
+{
+#define CC_HEAD                                                                                  \
+    TASK_HEAD "  - id: c\n    emr_create_cluster:\n      name: n\n      release_label: r\n"     \
+              "      instance_groups: [{role: MASTER, instance_type: m5.xlarge, "                  \
+              "instance_count: 1}]\n      job_flow_overrides:\n"
+    (void)state;
+    bt_workflow_spec_t *wf =
+        load_ok(CC_HEAD "        SecurityConfiguration: sec-cfg\n"
+                        "        StepConcurrencyLevel: 4\n"
+                        "        ScaleDownBehavior: TERMINATE_AT_TASK_COMPLETION\n"
+                        "        ManagedScalingPolicy:\n          ComputeLimits:\n"
+                        "            UnitType: Instances\n            MinimumCapacityUnits: 2\n"
+                        "            MaximumCapacityUnits: 20\n"
+                        "        Instances:\n          Ec2SubnetIds: [subnet-1, subnet-2]\n"
+                        "        KerberosAttributes: {Realm: EC2.INTERNAL, KdcAdminPassword: "
+                        "\"{{ run.id }}\"}\n"
+                        "        VisibleToAllUsers: false\n");
+    assert_string_equal(
+        wf->tasks[0]->emr_create_cluster->job_flow_overrides_json,
+        "{\"Instances\":{\"Ec2SubnetIds\":[\"subnet-1\",\"subnet-2\"]},\"KerberosAttributes\":{"
+        "\"KdcAdminPassword\":\"{{ run.id }}\",\"Realm\":\"EC2.INTERNAL\"},"
+        "\"ManagedScalingPolicy\":{\"ComputeLimits\":{\"MaximumCapacityUnits\":20,"
+        "\"MinimumCapacityUnits\":2,\"UnitType\":\"Instances\"}},\"ScaleDownBehavior\":"
+        "\"TERMINATE_AT_TASK_COMPLETION\",\"SecurityConfiguration\":\"sec-cfg\","
+        "\"StepConcurrencyLevel\":4,\"VisibleToAllUsers\":false}");
+    baton__v1__workflow_spec__free_unpacked(wf, NULL);
+
+    size_t n;
+    char *t = load_bad(CC_HEAD "        Intances: {}\n"
+                               "        StepConcurrencyLevel: two\n"
+                               "        ScaleDownBehavior: SOMETIMES\n"
+                               "        ManagedScalingPolicy: {ComputeLimits: {UnitType: Instances}}\n"
+                               "        Name: other\n"
+                               "        EbsRootVolumeSize: \"{{ run.id }}\"\n",
+                       &n);
+    assert_string_equal(
+        t,
+        "bad.yaml:10:9: tasks[0].emr_create_cluster.job_flow_overrides.Intances: unknown "
+        "RunJobFlow member 'Intances' (did you mean 'Instances'?)\n"
+        "bad.yaml:11:31: tasks[0].emr_create_cluster.job_flow_overrides.StepConcurrencyLevel: "
+        "'two' is not a whole number (Integer)\n"
+        "bad.yaml:12:28: tasks[0].emr_create_cluster.job_flow_overrides.ScaleDownBehavior: "
+        "'SOMETIMES' is not one of TERMINATE_AT_INSTANCE_HOUR, TERMINATE_AT_TASK_COMPLETION\n"
+        "bad.yaml:13:47: tasks[0].emr_create_cluster.job_flow_overrides.ManagedScalingPolicy."
+        "ComputeLimits: required ComputeLimits member 'MinimumCapacityUnits' is missing\n"
+        "bad.yaml:13:47: tasks[0].emr_create_cluster.job_flow_overrides.ManagedScalingPolicy."
+        "ComputeLimits: required ComputeLimits member 'MaximumCapacityUnits' is missing\n"
+        "bad.yaml:14:9: tasks[0].emr_create_cluster.job_flow_overrides.Name: 'Name' is set by "
+        "the task's own field (name:)\n"
+        "bad.yaml:15:28: tasks[0].emr_create_cluster.job_flow_overrides.EbsRootVolumeSize: a "
+        "template may only fill a string member here (Integer is not one)\n");
+    assert_int_equal(n, 7);
+    free(t);
+#undef CC_HEAD
+}
+
 static void operator_keys(void **state)
 {
     (void)state;
@@ -702,6 +761,7 @@ int main(void)
         cmocka_unit_test(large_workflow_is_fast),
         cmocka_unit_test(templates_need_upstreams),
         cmocka_unit_test(operator_keys),
+        cmocka_unit_test(job_flow_overrides_checked),
         cmocka_unit_test(test_op_in_this_build),
         cmocka_unit_test(outputs_per_operator),
         cmocka_unit_test(configurations_become_json),
