@@ -116,10 +116,16 @@ def running_count(cluster):
 
 def register_genie_cluster(genie, tag):
     """What an operator of a real Genie has done before any job runs: an UP
-    cluster with the tags the jobs select (the stand-in resolves clusters,
-    not commands)."""
-    genie.call("POST", "/api/v3/clusters", {"name": "bench-yarn", "user": "svc-baton",
-                                             "version": "1.0", "status": "UP", "tags": [tag]})
+    cluster with the tags the jobs select and, as Genie 3 wants, the command
+    they select linked to it."""
+    genie.call("POST", "/api/v3/clusters", {"id": "bench-yarn", "name": "bench-yarn",
+                                             "user": "svc-baton", "version": "1.0", "status": "UP",
+                                             "tags": [tag]})
+    genie.call("POST", "/api/v3/commands", {"id": "spark-submit", "name": "spark-submit",
+                                             "user": "platform", "version": "1",
+                                             "status": "ACTIVE", "executable": "spark-submit",
+                                             "tags": ["type:spark-submit"]})
+    genie.call("PUT", "/api/v3/clusters/bench-yarn/commands", ["spark-submit"])
 
 
 def job_urls(livy, genie):

@@ -34,6 +34,10 @@ typedef struct bt_config {
     char *emr_region;           /* e.g. "eu-west-1" */
     char *emr_endpoint;         /* override, e.g. a VPC endpoint; BATON_EMR_ENDPOINT */
     uint64_t emr_poll_ms;       /* between polls of running work; 0: 30 s */
+    int emr_reap;               /* the orphan reaper runs on the leader; on */
+    int emr_reap_dry_run;       /* it only says what it would terminate */
+    uint64_t emr_reap_after_ms; /* grace after the run ended; 15 min */
+    uint64_t emr_reap_interval_ms; /* between scans; 5 min */
     char *aws_profile;          /* shared credentials profile; AWS_PROFILE */
     char *imds_endpoint;        /* instance metadata base URL; default http://169.254.169.254 */
     char *genie_url;            /* e.g. https://genie.example.com */

@@ -47,6 +47,11 @@ typedef struct bt_dispatcher_opts {
      * on `http` (when set) and records their outcomes as unknown */
     uint32_t drain_timeout_ms;     /* default 30000 */
     bt_http_t *http;               /* the operators' transport; may be NULL */
+    /* The EMR orphan reaper (docs/operators.md, "Orphan reaper") */
+    int reap;                      /* run it while leading */
+    int reap_dry_run;              /* only say what it would terminate */
+    uint64_t reap_after_ms;        /* grace after the run ended; default 15 min */
+    uint64_t reap_interval_ms;     /* between scans; default 5 min */
 } bt_dispatcher_opts_t;
 
 bt_err_t bt_dispatcher_new(struct ev_loop *loop, const bt_dispatcher_opts_t *opts,
@@ -88,6 +93,8 @@ typedef struct bt_dispatcher_stats {
      * (src/sched/task_moves.c), and moves refused as not in its table */
     uint64_t moves[12][12];
     uint64_t illegal_moves;
+    /* the EMR orphan reaper */
+    uint64_t reap_scans, clusters_reaped, clusters_would_reap;
 } bt_dispatcher_stats_t;
 void bt_dispatcher_get_stats(const bt_dispatcher_t *d, bt_dispatcher_stats_t *out);
 

@@ -23,6 +23,7 @@
 
 #include <ev.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "baton/config.h"
 #include "baton/err.h"
@@ -35,6 +36,28 @@
  * operators. */
 bt_err_t bt_emr_operators(struct ev_loop *loop, bt_http_t *http, const bt_config_t *cfg,
                           bt_operator_t **out, size_t max, size_t *n);
+
+/* The orphan reaper's view of EMR (src/sched/reaper.c decides): the
+ * clusters in STARTING, BOOTSTRAPPING, RUNNING or WAITING of the configured
+ * region whose name carries baton's suffix and that carry the
+ * baton:run-key tag, with that tag. */
+typedef struct bt_emr_tagged {
+    char id[64];
+    char run_key[201];      /* the tag: the task-run key that created it */
+    char state[32];
+    int64_t created_ms;     /* -1 when EMR did not say */
+    int keep;               /* tagged baton:keep=true (emr_create_cluster keep: true) */
+} bt_emr_tagged_t;
+typedef void (*bt_emr_scan_cb)(bt_err_t err, const char *msg, const bt_emr_tagged_t *list,
+                               size_t n, void *arg);
+typedef void (*bt_emr_done_cb)(bt_err_t err, const char *msg, void *arg);
+/* BT_E_NOTFOUND when ops hold no EMR operators. The answer comes from the
+ * loop, never when the operators are freed first. */
+bt_err_t bt_emr_scan_tagged(bt_operator_t *const *ops, size_t n, bt_emr_scan_cb cb, void *arg);
+/* TerminateJobFlows of one cluster, sent only while this node may send
+ * side effects (BT_E_NOT_SENT otherwise). */
+bt_err_t bt_emr_terminate_cluster(bt_operator_t *const *ops, size_t n, const char *cluster_id,
+                                  bt_emr_done_cb cb, void *arg);
 
 /* Frees the operators bt_emr_operators added and sets their slots in `ops`
  * to NULL; other operators are left alone. Answers not delivered yet are

@@ -157,6 +157,14 @@ static char *status_json(void *arg)
         json_object_set_new(o, "exactly_once", xj);
     else
         json_decref(xj);
+    json_t *rj = json_pack("{s:b, s:b, s:I, s:I, s:I}", "on", d->cfg->emr_reap, "dry_run",
+                           d->cfg->emr_reap_dry_run, "scans", (json_int_t)ds.reap_scans,
+                           "reaped", (json_int_t)ds.clusters_reaped, "would_reap",
+                           (json_int_t)ds.clusters_would_reap);
+    if (o && rj)
+        json_object_set_new(o, "reaper", rj);
+    else
+        json_decref(rj);
     bt_coord_stats_t cs;
     bt_coord_get_stats(d->coord, &cs);
     json_t *lj = json_pack("{s:b, s:b, s:b, s:I, s:I}", "fast_takeover", d->cfg->fast_takeover,
@@ -241,7 +249,11 @@ int bt_daemon_run(const bt_config_t *cfg)
                                                                       : 0)),
                                   .settle_ms = (uint32_t)cfg->settle_ms,
                                   .drain_timeout_ms = (uint32_t)cfg->drain_timeout_ms,
-                                  .http = d.http};
+                                  .http = d.http,
+                                  .reap = cfg->emr_reap,
+                                  .reap_dry_run = cfg->emr_reap_dry_run,
+                                  .reap_after_ms = cfg->emr_reap_after_ms,
+                                  .reap_interval_ms = cfg->emr_reap_interval_ms};
     if ((e = bt_dispatcher_new(d.loop, &dopts, &d.dispatcher)) != BT_OK) {
         bt_error("batond: cannot create the dispatcher: %s", bt_strerror(e));
         goto out;

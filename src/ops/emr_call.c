@@ -39,6 +39,8 @@ static void call_free(opc_call_t *oc)
     free(c->sent_name);
     json_decref(c->candidates);
     free(c->page_marker);
+    if (c->job_free)
+        c->job_free(c->job);
 }
 
 static void family_free(opc_family_t *f)

@@ -67,6 +67,10 @@ struct emr_call {
     char *page_marker;
     unsigned pages;
     int kept;                 /* sweep: the twin kept is chosen */
+
+    /* a job of the family's own (emr_reap.c): owned by the call */
+    void *job;
+    void (*job_free)(void *job);
 };
 
 static inline emr_call_t *emr_of(opc_call_t *c)

@@ -284,6 +284,12 @@ json_t *emr_run_job_flow_body(const Baton__V1__EmrCreateCluster *s, const char *
         json_object_set_new(t, "Value", jstr(&b, "tags", s->tags[i]->value));
         json_array_append_new(tags, t);
     }
+    if (s->keep) { /* the orphan reaper leaves it alone (emr_reap.c) */
+        json_t *k = json_object();
+        put_str(&b, k, "Key", "baton:keep");
+        put_str(&b, k, "Value", "true");
+        json_array_append_new(tags, k);
+    }
     json_t *ours = json_object();
     put_str(&b, ours, "Key", EMR_TAG_RUN_KEY);
     put_str(&b, ours, "Value", marker);

@@ -42,6 +42,8 @@ static void call_free(opc_call_t *oc)
     free(c->name);
     for (int i = 0; i < c->n_ids; i++)
         free(c->ids[i]);
+    json_decref(c->cmd_ids);
+    json_decref(c->cmd_queries);
 }
 
 void genie_set_state(genie_call_t *c, const char *state)

@@ -7,6 +7,13 @@
  * runs remotely, so there is nothing to poll). A lookup after an unknown
  * outcome is GET /api/v3/clusters/{id}.
  *
+ * Then the commands it names (`commands:` ids, `command_criteria:` tag
+ * sets resolved to ACTIVE commands by GET /api/v3/commands) are linked to
+ * it with PUT /api/v3/clusters/{id}/commands: Genie 3 runs a job only on a
+ * cluster that has a matching command linked (Genie 4 resolves commands by
+ * their own cluster criteria and takes the PUT as a no-op). A lookup that
+ * finds the cluster links them too (a takeover between the two calls).
+ *
  * Teardown: a task of this operator whose `status` is OUT_OF_SERVICE or
  * TERMINATED and whose `teardown_status` is set does not register anything.
  * It is another task run than the registration (another run key, so another
@@ -14,7 +21,8 @@
  * exact name, the task's tags, the registering baton cluster's tag (so a
  * cluster a person registered is never touched) and, with emr_cluster_id,
  * "emr.cluster_id:<id>", not yet in the teardown status; then it changes
- * each one's status with Genie's PATCH /api/v3/clusters/{id} and a JSON
+ * each one's command links (DELETE /api/v3/clusters/{id}/commands) and
+ * then its status with Genie's PATCH /api/v3/clusters/{id} and a JSON
  * Patch [{"op":"replace","path":"/status","value":<teardown_status>}].
  * genie-web's ClusterRestController declares that PATCH as consuming
  * application/json, so that is the Content-Type sent (Spring would answer
@@ -87,15 +95,35 @@ static bt_err_t cluster_req(genie_call_t *c, const char *method, const char *id,
 }
 
 static void on_patched(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res);
+static void on_unlinked(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res);
 
-/* Teardown: PATCH the next cluster found, or answer with all of them. */
+/* DELETE /api/v3/clusters/{id}/commands: the cluster's command links. */
+static bt_err_t unlink_req(genie_call_t *c, const char *id, opc_step_fn step)
+{
+    char *esc = genie_url_escape(id), *path = NULL;
+    bt_err_t e = BT_E_NOMEM;
+    if (esc && asprintf(&path, "/api/v3/clusters/%s/commands", esc) >= 0) {
+        genie_send_t o = {.method = "DELETE", .path = path};
+        e = genie_send(c, &o, step);
+    }
+    free(esc);
+    free(path);
+    return e;
+}
+
+static void out_of_memory(genie_call_t *c)
+{
+    opc_set(&c->base, BT_OP_TRANSIENT, NULL, "genie: out of memory");
+    opc_done(&c->base);
+}
+
+/* Teardown: the next cluster found loses its command links, then its
+ * status; after the last, the answer with all of them. */
 static void teardown_next(genie_call_t *c)
 {
     if (c->next_id < c->n_ids) {
-        if (cluster_req(c, "PATCH", c->ids[c->next_id++], c->patch, on_patched) != BT_OK) {
-            opc_set(&c->base, BT_OP_TRANSIENT, NULL, "genie: out of memory");
-            opc_done(&c->base);
-        }
+        if (unlink_req(c, c->ids[c->next_id], on_unlinked) != BT_OK)
+            out_of_memory(c);
         return;
     }
     char joined[GENIE_MAX_TEARDOWN * 40 + 1] = "";
@@ -107,6 +135,17 @@ static void teardown_next(genie_call_t *c)
             c->base.state ? c->base.state : "");
     opc_output(&c->base, "genie_cluster_id", joined);
     opc_finish(&c->base, BT_OP_SUCCESS);
+}
+
+static void on_unlinked(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    genie_call_t *c = genie_of(oc);
+    (void)err;
+    /* gone meanwhile (404), or a Genie 4 that links no commands: on */
+    if (!genie_2xx(res) && res->status != 404)
+        return genie_rejected(c, "cluster command unlink", res);
+    if (cluster_req(c, "PATCH", c->ids[c->next_id++], c->patch, on_patched) != BT_OK)
+        out_of_memory(c);
 }
 
 static void on_patched(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
@@ -151,15 +190,136 @@ static bt_err_t start_teardown(genie_call_t *c, const Baton__V1__GenieRegisterCl
     return e;
 }
 
+/* ---- linking the commands a registration names (Genie 3: a job runs on a
+ * cluster only with an ACTIVE command linked to it that matches its
+ * commandCriteria). The ids the spec names, then for each criterion every
+ * ACTIVE command carrying all its tags; then one PUT that sets the links
+ * (idempotent: a takeover that links again changes nothing). */
+
+static void on_linked(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    genie_call_t *c = genie_of(oc);
+    char joined[1024] = "";
+    size_t i, off = 0;
+    json_t *v;
+    (void)err;
+    if (!genie_2xx(res))
+        return genie_rejected(c, "linking commands to the cluster", res);
+    json_array_foreach(c->cmd_ids, i, v)
+    {
+        int w = snprintf(joined + off, sizeof joined - off, "%s%s", i ? "," : "",
+                         json_string_value(v));
+        if (w < 0 || (size_t)w >= sizeof joined - off)
+            break;
+        off += (size_t)w;
+    }
+    bt_info("genie: cluster %s: commands %s linked", c->id, joined);
+    opc_output(oc, "genie_command_ids", joined);
+    opc_output(oc, "genie_cluster_id", c->id);
+    opc_finish(oc, BT_OP_SUCCESS);
+}
+
+static void link_next(genie_call_t *c);
+
+static void on_commands(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
+{
+    genie_call_t *c = genie_of(oc);
+    json_error_t je;
+    size_t i, found = 0;
+    json_t *cmd;
+    (void)err;
+    if (res->status != 200)
+        return genie_rejected(c, "command search", res);
+    json_t *doc = json_loadb(res->body, res->body_len, 0, &je);
+    json_t *emb = json_object_get(doc, "_embedded");
+    json_t *list = emb ? json_object_get(emb, "commandList") : NULL;
+    if (!json_is_object(doc) || (list && !json_is_array(list))) {
+        json_decref(doc);
+        return genie_bad(c, "command search: not a HAL page of commands");
+    }
+    json_array_foreach(list, i, cmd)
+    {
+        const char *id = json_string_value(json_object_get(cmd, "id"));
+        if (!id || !*id)
+            continue;
+        found++;
+        size_t k;
+        json_t *have;
+        int dup = 0;
+        json_array_foreach(c->cmd_ids, k, have) dup |= !strcmp(json_string_value(have), id);
+        if (!dup)
+            json_array_append_new(c->cmd_ids, json_string(id));
+    }
+    json_decref(doc);
+    if (!found) {
+        const char *q = json_string_value(json_array_get(c->cmd_queries, c->query_i - 1));
+        opc_fail(oc, "no_command", "genie: no ACTIVE command matches command_criteria (%s)",
+                 q ? strchr(q, '?') + 1 : "?");
+        return;
+    }
+    link_next(c);
+}
+
+static void link_next(genie_call_t *c)
+{
+    if (c->query_i < json_array_size(c->cmd_queries)) {
+        const char *path = json_string_value(json_array_get(c->cmd_queries, c->query_i++));
+        genie_send_t o = {.method = "GET", .path = path, .max_attempts = 3, .budget_ms = 30000};
+        if (genie_send(c, &o, on_commands) != BT_OK)
+            out_of_memory(c);
+        return;
+    }
+    if (!json_array_size(c->cmd_ids)) { /* nothing to link */
+        opc_output(&c->base, "genie_cluster_id", c->id);
+        opc_finish(&c->base, BT_OP_SUCCESS);
+        return;
+    }
+    char *esc = genie_url_escape(c->id), *path = NULL, *body = json_dumps(c->cmd_ids, JSON_COMPACT);
+    if (esc && body && asprintf(&path, "/api/v3/clusters/%s/commands", esc) >= 0) {
+        genie_send_t o = {.method = "PUT", .path = path, .body = body,
+                          .content_type = "application/json"};
+        if (genie_send(c, &o, on_linked) != BT_OK)
+            path = (free(path), NULL);
+    }
+    if (!path)
+        out_of_memory(c);
+    free(path);
+    free(esc);
+    free(body);
+}
+
+/* What to link, from the spec (copied: the spec is gone by the answer). */
+static int links_init(genie_call_t *c, const Baton__V1__GenieRegisterCluster *spec)
+{
+    if (!(c->cmd_ids = json_array()) || !(c->cmd_queries = json_array()))
+        return -1;
+    for (size_t i = 0; i < spec->n_commands; i++)
+        if (json_array_append_new(c->cmd_ids, json_string(spec->commands[i])))
+            return -1;
+    for (size_t i = 0; i < spec->n_command_criteria; i++) {
+        const Baton__V1__GenieCriterion *cr = spec->command_criteria[i];
+        char *p = strdup("/api/v3/commands?size=100&status=ACTIVE");
+        for (size_t k = 0; p && k < cr->n_tags; k++)
+            if (add_param(&p, "tag", cr->tags[k]))
+                p = NULL;
+        if (!p || json_array_append_new(c->cmd_queries, json_string(p))) {
+            free(p);
+            return -1;
+        }
+        free(p);
+    }
+    return 0;
+}
+
 static void on_registered(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
 {
     genie_call_t *c = genie_of(oc);
+    (void)err;
     if (!genie_2xx(res) && res->status != 409)
         return genie_rejected(c, "cluster registration", res);
     bt_info("genie: cluster %s %s", c->id,
             res->status == 409 ? "already registered: adopting it" : "registered");
-    opc_output(oc, "genie_cluster_id", c->id);
-    opc_finish(oc, BT_OP_SUCCESS);
+    link_next(c);
 }
 
 static void on_looked_up(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
@@ -171,8 +331,7 @@ static void on_looked_up(opc_call_t *oc, bt_err_t err, const bt_http_response_t 
     if (genie_parse_cluster(res->body, res->body_len, state, sizeof state, why, sizeof why))
         return genie_bad(c, why);
     genie_set_state(c, state);
-    opc_output(oc, "genie_cluster_id", c->id);
-    opc_finish(oc, BT_OP_SUCCESS);
+    link_next(c); /* a takeover may have come between registering and linking */
 }
 
 bt_err_t genie_cluster_start(opc_call_t *oc, const bt_op_call_t *call)
@@ -197,6 +356,8 @@ bt_err_t genie_cluster_start(opc_call_t *oc, const bt_op_call_t *call)
     }
     if (is_teardown(spec))
         return start_teardown(c, spec);
+    if (links_init(c, spec) < 0)
+        return BT_E_NOMEM;
     if (oc->kind != OPC_SUBMIT) /* lookup, poll: is it registered? */
         return cluster_req(c, "GET", c->id, NULL, on_looked_up);
     char *body = genie_cluster_body(spec, c->id, c->g->cluster, call->run->run_key);

@@ -8,12 +8,14 @@
 #define BATON_OPS_GENIE_INT_H
 
 #include <ev.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "baton.pb-c.h"
 #include "baton/http.h"
 #include "baton/operator.h"
+
 #include "ops/op_call.h"
 #include "util/container.h"
 
@@ -105,6 +107,10 @@ typedef struct genie_call {
     char *patch;         /* teardown: the JSON Patch body */
     char *ids[GENIE_MAX_TEARDOWN];
     int n_ids, next_id;
+    /* registration: the commands to link (genie_cluster.c) */
+    json_t *cmd_ids;     /* ids: the spec's, then each criterion's matches */
+    json_t *cmd_queries; /* GET /api/v3/commands?... paths, one per criterion */
+    size_t query_i;
 } genie_call_t;
 
 static inline genie_call_t *genie_of(opc_call_t *c)

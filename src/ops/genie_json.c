@@ -250,6 +250,21 @@ char *genie_cluster_body(const Baton__V1__GenieRegisterCluster *c, const char *i
                                tags_with_origin(c->tags, c->n_tags, cluster, run_key,
                                                 c->emr_cluster_id && *c->emr_cluster_id ? emr
                                                                                         : NULL));
+    /* Genie 3's cluster resource takes both as sets of locations */
+    const struct {
+        const char *key;
+        char **v;
+        size_t n;
+    } lists[] = {{"configs", c->configs, c->n_configs},
+                 {"dependencies", c->dependencies, c->n_dependencies}};
+    for (size_t k = 0; k < 2; k++) {
+        if (!lists[k].n)
+            continue;
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < lists[k].n; i++)
+            bad |= json_array_append_new(a, json_string(lists[k].v[i]));
+        bad |= !a || json_object_set_new(o, lists[k].key, a);
+    }
     return dump(o, bad);
 }
 

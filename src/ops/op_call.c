@@ -148,7 +148,11 @@ int opc_answered(const opc_call_t *c)
 static bt_err_t entry(void *ctx, opc_kind_t kind, const bt_op_call_t *oc)
 {
     opc_op_t *o = ctx;
-    opc_family_t *f = o->fam;
+    return opc_start(o->fam, kind, oc, o->start);
+}
+
+bt_err_t opc_start(opc_family_t *f, opc_kind_t kind, const bt_op_call_t *oc, opc_start_fn start)
+{
     if (!oc || !oc->spec || !oc->run)
         return BT_E_INVAL;
     opc_call_t *c = calloc(1, f->svc->call_size);
@@ -170,7 +174,7 @@ static bt_err_t entry(void *ctx, opc_kind_t kind, const bt_op_call_t *oc)
         f->calls->prev = c;
     f->calls = c;
     bt_err_t e = (c->run_key = strdup(oc->run->run_key ? oc->run->run_key : ""))
-                     ? o->start(c, oc)
+                     ? start(c, oc)
                      : BT_E_NOMEM;
     if (e != BT_OK) {
         drop(c); /* nothing was sent: no answer will come */
@@ -346,6 +350,18 @@ void opc_family_free(opc_family_t *f)
     free(f->userpwd);
     free(f->auth_header);
     f->svc->family_free(f);
+}
+
+static opc_family_t *family_of(const bt_operator_t *op, const opc_service_t *svc);
+
+opc_family_t *opc_family_find(bt_operator_t *const *ops, size_t n, const opc_service_t *svc)
+{
+    for (size_t i = 0; ops && i < n; i++) {
+        opc_family_t *f = family_of(ops[i], svc);
+        if (f)
+            return f;
+    }
+    return NULL;
 }
 
 static opc_family_t *family_of(const bt_operator_t *op, const opc_service_t *svc)

@@ -203,6 +203,12 @@ void opc_family_publish(opc_family_t *f, const opc_op_def_t *defs, size_t ndefs,
                         bt_operator_t **out, size_t *n);
 /* Abandons every call (see the top), then svc->family_free. */
 void opc_family_free(opc_family_t *f);
+/* The family of `svc` among ops[0..n), or NULL. */
+opc_family_t *opc_family_find(bt_operator_t *const *ops, size_t n, const opc_service_t *svc);
+/* A call made as an operator entry makes it, with `start` for the
+ * operator's start: for the family's own jobs (the EMR orphan reaper),
+ * whose oc carries a spec and run of their own making. */
+bt_err_t opc_start(opc_family_t *f, opc_kind_t kind, const bt_op_call_t *oc, opc_start_fn start);
 /* Reads an auth setting: "basic USER:PASSWORD" (-> curl's userpwd) or, when
  * bearer_ok, "bearer TOKEN" (-> an Authorization header); ""/NULL: none.
  * BT_E_CONFIG for anything else (a CR or LF included). */

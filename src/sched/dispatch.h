@@ -15,6 +15,7 @@
 
 #include "baton/cron.h"
 #include "baton/dispatcher.h"
+#include "baton/emr.h"
 #include "baton/record.h"
 #include "baton/workflow.h"
 
@@ -167,6 +168,14 @@ struct bt_dispatcher {
     int64_t change_seq;
     uint64_t rnd;
     bt_dispatcher_stats_t stats;
+    /* the EMR orphan reaper (reaper.c) */
+    struct reaper {
+        ev_timer timer;
+        int busy;               /* a scan, or its verdicts, in flight */
+        unsigned gen;           /* the leadership it scans for */
+        bt_emr_tagged_t *list;  /* the last scan's clusters, judged in turn */
+        size_t n, i;
+    } reaper;
     bt_dispatcher_lag_cb lag_cb;
     void *lag_arg;
     /* pools */
@@ -269,5 +278,9 @@ Baton__V1__TaskState task_state(const task_t *t);
 /* 1 when the trigger rule lets t run now (fills *decision). */
 int task_ready(const task_t *t, int *decision);
 int task_is_active(const task_t *t);
+
+/* reaper.c: the EMR orphan reaper, while leading */
+void disp_reaper_init(bt_dispatcher_t *d);
+void disp_reaper_stop(bt_dispatcher_t *d); /* forgets a scan in flight */
 
 #endif

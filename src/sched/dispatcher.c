@@ -187,6 +187,7 @@ bt_err_t bt_dispatcher_new(struct ev_loop *loop, const bt_dispatcher_opts_t *opt
     d->rnd = (uint64_t)bt_now_ms() ^ ((uint64_t)(uintptr_t)d << 16);
     ev_timer_init(&d->tick, on_tick, 0., 0.);
     ev_timer_init(&d->config_poll, disp_on_config_poll, 0., d->o.config_poll_ms / 1000.0);
+    disp_reaper_init(d);
     ev_timer_init(&d->drain_timer, on_drain_timer, 0., 0.);
     *out = d;
     return BT_OK;
@@ -344,6 +345,7 @@ void bt_dispatcher_free(bt_dispatcher_t *d)
         return;
     bt_dispatcher_stop(d);
     ev_timer_stop(d->loop, &d->drain_timer);
+    disp_reaper_stop(d);
     disp_model_clear(d);
     disp_carry_free(d);
     disp_treqs_free(d);

@@ -36,6 +36,10 @@ static const struct field {
     {"tls.insecure", F_BOOL, offsetof(bt_config_t, http_insecure)},
     {"emr.region", F_STR, offsetof(bt_config_t, emr_region)},
     {"emr.endpoint", F_STR, offsetof(bt_config_t, emr_endpoint)},
+    {"emr.reap", F_BOOL, offsetof(bt_config_t, emr_reap)},
+    {"emr.reap_dry_run", F_BOOL, offsetof(bt_config_t, emr_reap_dry_run)},
+    {"emr.reap_after", F_DURATION, offsetof(bt_config_t, emr_reap_after_ms)},
+    {"emr.reap_interval", F_DURATION, offsetof(bt_config_t, emr_reap_interval_ms)},
     {"emr.poll_interval", F_DURATION, offsetof(bt_config_t, emr_poll_ms)},
     {"aws.profile", F_STR, offsetof(bt_config_t, aws_profile)},
     {"aws.imds_endpoint", F_STR, offsetof(bt_config_t, imds_endpoint)},
@@ -61,6 +65,9 @@ void bt_config_init(bt_config_t *c)
     c->pg_statement_timeout_ms = 10000;
     c->pg_idle_tx_timeout_ms = 5000;
     c->fast_takeover = 1;
+    c->emr_reap = 1;
+    c->emr_reap_after_ms = 15 * 60 * 1000;
+    c->emr_reap_interval_ms = 5 * 60 * 1000;
     c->transit_bound_ms = 10000;
     c->settle_ms = 5000;
     c->drain_timeout_ms = 30000;

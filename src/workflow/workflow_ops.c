@@ -448,7 +448,7 @@ static const struct op_rule {
      {"genie_job_id", NULL},
      {"name", "user", "version", "command_args", "cluster_criteria", "command_criterion", NULL},
      check_endpoint},
-    {"genie_register_cluster", {"genie_cluster_id", NULL}, {"name", "user", "version", NULL},
+    {"genie_register_cluster", {"genie_cluster_id", "genie_command_ids", NULL}, {"name", "user", "version", NULL},
      check_endpoint},
     {"livy_batch", {"livy_batch_id", "app_id", NULL}, {"file", NULL}, check_endpoint},
     {"livy_statement",

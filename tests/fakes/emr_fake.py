@@ -847,6 +847,18 @@ class EmrHandler(Base):
             with st.lock:
                 st.faults.append(json.loads(raw.decode()))
             return self.reply(200, {}, "application/json")
+        if self.path == "/_seed":   # a cluster someone else created (no signature needed)
+            doc = json.loads(raw.decode() or "{}")
+            req = {"Name": doc.get("Name", "someone-elses"), "ReleaseLabel": "emr-6.15.0",
+                   "Instances": {"InstanceGroups": [{"InstanceRole": "MASTER",
+                                                     "InstanceType": "m5.xlarge",
+                                                     "InstanceCount": 1}],
+                                 "KeepJobFlowAliveWhenNoSteps": True},
+                   "Tags": doc.get("Tags", [])}
+            with st.lock:
+                out = op_run_job_flow(st, req, time.time())
+                st.stats["RunJobFlow"] -= 1   # not a call: the counts stay the API's
+            return self.reply(200, out, "application/json")
         if self.path == "/_expire_token":
             with st.lock:
                 if st.session_token:

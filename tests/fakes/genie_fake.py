@@ -55,11 +55,23 @@ statusMsg and answers the POST with GeniePreconditionException, i.e. 412:
    "message": "No cluster/command combination found for the given criteria.
                Unable to continue", "path": "/api/v3/jobs"}
 so the id stays taken (a second POST of it gets 409) and the job never runs
-(no output: 404). Commands are NOT resolved: real Genie 3 also needs an
-ACTIVE command whose tags contain commandCriteria and that an administrator
-linked to the cluster (Genie 4: a command whose own cluster criteria match
-it); the fake has no /api/v3/commands, and commandCriteria is only checked
-for being there.
+(no output: 404). Commands are resolved as Genie 3 resolves them: a cluster
+satisfies a criterion only when it also has a linked ACTIVE command whose
+tags contain every tag of the job's commandCriteria (the job records it:
+command_id in /_jobs).
+
+  POST   /api/v3/commands             Command JSON (name, user, version,
+                                      status ACTIVE|DEPRECATED|INACTIVE,
+                                      executable or executableAndArguments,
+                                      tags); 201 + Location; 409; 400
+  GET    /api/v3/commands/{id}        the command; 404
+  GET    /api/v3/commands?name=&status=&tag=&size=
+                                      HAL page, _embedded.commandList
+  GET    /api/v3/clusters/{id}/commands   the linked commands (a JSON list)
+  POST   /api/v3/clusters/{id}/commands   ["id", ...]: adds links; 204
+  PUT    /api/v3/clusters/{id}/commands   ["id", ...]: sets the links; 204
+  DELETE /api/v3/clusters/{id}/commands   removes every link; 204
+         (404 for an unknown cluster or command)
 
 Job life: INIT for 100 ms, then RUNNING for the job's duration, then its
 fate. Both come from the job's tags: "fake.duration_ms:800" (default 500)
@@ -152,6 +164,7 @@ import fake_timing
 
 ACTIVE = ("INIT", "RUNNING")
 CLUSTER_STATUSES = ("UP", "OUT_OF_SERVICE", "TERMINATED")
+COMMAND_STATUSES = ("ACTIVE", "DEPRECATED", "INACTIVE")
 
 
 class State:
@@ -159,11 +172,14 @@ class State:
         self.lock = threading.Lock()
         self.jobs = {}
         self.clusters = {}
+        self.commands = {}    # id -> command
+        self.links = {}       # cluster id -> [command id...], in link order
         self.listed_at = {}   # cluster id -> when the search shows it (list_lag_ms)
         self.faults = []
         self.stats = {"jobs_created": 0, "jobs_unresolved": 0, "job_posts": 0, "kills": 0,
                       "kill_requests": 0,
                       "clusters_created": 0, "cluster_posts": 0, "cluster_patches": 0,
+                      "commands_created": 0, "link_sets": 0, "link_deletes": 0,
                       "faults_fired": 0, "requests": {}}
 
     def job_status(self, j):
@@ -184,15 +200,23 @@ NO_CLUSTER = "No cluster/command combination found for the given criteria. Unabl
 FATES = ("SUCCEEDED", "FAILED", "KILLED", "INVALID")
 
 
-def resolve_cluster(clusters, criterias):
-    """The cluster a job runs on (see the top of the file), or None. Call
-    with the lock held."""
+def resolve_cluster(st, criterias, command_tags):
+    """(cluster, command) a job runs on (see the top of the file), or
+    (None, None). Call with the lock held."""
+    want_cmd = set(command_tags)
     for crit in criterias:
         want = set(crit["tags"])
-        found = [c for c in clusters.values() if c["status"] == "UP" and want <= set(c["tags"])]
+        found = []
+        for c in st.clusters.values():
+            if c["status"] != "UP" or not want <= set(c["tags"]):
+                continue
+            cmds = [st.commands[x] for x in st.links.get(c["id"], []) if x in st.commands]
+            cmds = [m for m in cmds if m["status"] == "ACTIVE" and want_cmd <= set(m["tags"])]
+            if cmds:
+                found.append((c, cmds[0]))
         if found:
-            return min(found, key=lambda c: c["seq"])
-    return None
+            return min(found, key=lambda cc: cc[0]["seq"])
+    return None, None
 
 
 def final_tags(tags, cid, name):
@@ -330,9 +354,15 @@ class Handler(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
                          path)
         if m:
             return self.jobs(method, m.group(1) and unquote(m.group(1)), m.group(2), m.group(3))
+        m = re.fullmatch(r"/api/v3/clusters/([^/]+)/commands", path)
+        if m:
+            return self.cluster_commands(method, unquote(m.group(1)))
         m = re.fullmatch(r"/api/v3/clusters(?:/([^/]+))?", path)
         if m:
             return self.clusters(method, m.group(1) and unquote(m.group(1)), q)
+        m = re.fullmatch(r"/api/v3/commands(?:/([^/]+))?", path)
+        if m:
+            return self.commands(method, m.group(1) and unquote(m.group(1)), q)
         self.body_json()
         self.error(404, "no handler for %s %s" % (method, path))
 
@@ -416,10 +446,12 @@ class Handler(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
                 body = json.dumps({k: {"status": v["status"], "request": v["request"],
                                        "killed": v["killed"], "cluster_id": v["cluster_id"],
                                        "cluster_name": v["cluster_name"],
+                                       "command_id": v.get("command_id"),
                                        "status_msg": v["status_msg"]}
                                    for k, v in st.jobs.items()})
             elif path == "/_clusters":
-                body = json.dumps(st.clusters)
+                body = json.dumps({k: dict(v, commands=st.links.get(k, []))
+                                   for k, v in st.clusters.items()})
         if body is None:
             return self.error(404, "unknown control")
         return self.reply(200, body)
@@ -486,7 +518,10 @@ class Handler(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
                     st.stats["jobs_created"] += 1
                     self.log_effect("POST /jobs", tag_value(tags, RUN_KEY_TAG, None), jid,
                                     r["name"], lambda j=j: st.job_status(j))
-                    cluster = resolve_cluster(st.clusters, r["clusterCriterias"])
+                    cluster, command = resolve_cluster(st, r["clusterCriterias"],
+                                                       r["commandCriteria"])
+                    if command is not None:
+                        j["command_id"] = command["id"]
                     if cluster is None:
                         j["status"], j["status_msg"] = "FAILED", NO_CLUSTER
                         st.stats["jobs_unresolved"] += 1
@@ -652,6 +687,90 @@ class Handler(fake_timing.HandlerMixin, BaseHTTPRequestHandler):
         if c is None:
             return self.error(404, "No cluster with id %s exists" % cid)
         return self.slow_reply(200, c, ctype="application/hal+json")
+
+    def commands(self, method, mid, q):
+        """Genie 3's command resource: create, get, search (HAL)."""
+        st = self.state
+        if mid is None and method == "POST":
+            if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+                self.body_json()
+                return self.error(415, "Content-Type must be application/json")
+            m = self.body_json()
+            if not isinstance(m, dict):
+                return self.error(400, "Command: a JSON object is required")
+            for k in ("name", "user", "version"):
+                if not isinstance(m.get(k), str) or not m[k].strip():
+                    return self.error(400, "%s: must not be empty" % k)
+            if m.get("status") not in COMMAND_STATUSES:
+                return self.error(400, "status: one of %s" % ", ".join(COMMAND_STATUSES))
+            if not (isinstance(m.get("executable"), str) and m["executable"].strip()) and \
+                    not (isinstance(m.get("executableAndArguments"), list) and
+                         m["executableAndArguments"]):
+                return self.error(400, "executable: must not be empty")
+            if not isinstance(m.get("tags", []), list) or \
+                    not all(isinstance(t, str) for t in m.get("tags") or []):
+                return self.error(400, "tags: a list of strings")
+            mid = m.get("id") or str(uuid.uuid4())
+            with st.lock:
+                dup = mid in st.commands
+                if not dup:
+                    st.commands[mid] = dict(m, id=mid, tags=final_tags(list(m.get("tags") or []),
+                                                                      mid, m["name"]))
+                    st.stats["commands_created"] += 1
+            if dup:
+                return self.error(409, "A command with id %s already exists" % mid)
+            loc = "http://%s/api/v3/commands/%s" % (self.headers.get("Host", "localhost"), mid)
+            return self.reply(201, b"", headers=[("Location", loc)])
+        self.body_json()
+        if method != "GET":
+            return self.error(404, "unsupported")
+        if mid is not None:
+            with st.lock:
+                m = st.commands.get(mid)
+                m = dict(m) if m else None
+            if m is None:
+                return self.error(404, "No command with id %s exists" % mid)
+            return self.reply(200, m, ctype="application/hal+json")
+        name = q.get("name", [None])[0]
+        statuses, tags = set(q.get("status", [])), set(q.get("tag", []))
+        size = int(q.get("size", ["64"])[0])
+        with st.lock:
+            found = [dict(m) for m in st.commands.values()
+                     if (name is None or like(name, m["name"]))
+                     and (not statuses or m["status"] in statuses) and tags <= set(m["tags"])]
+        body = {"_links": {"self": {"href": self.path}},
+                "page": {"size": size, "totalElements": len(found),
+                         "totalPages": (len(found) + size - 1) // size, "number": 0}}
+        if found:
+            body["_embedded"] = {"commandList": found[:size]}
+        return self.reply(200, body, ctype="application/hal+json")
+
+    def cluster_commands(self, method, cid):
+        """/api/v3/clusters/{id}/commands: GET the linked commands, POST
+        (add) or PUT (set) a JSON list of command ids, DELETE them all."""
+        st = self.state
+        body = self.body_json() if method in ("POST", "PUT") else (self.body_json() and None)
+        with st.lock:
+            if cid not in st.clusters:
+                return self.error(404, "No cluster with id %s exists" % cid)
+            if method == "GET":
+                out = [dict(st.commands[x]) for x in st.links.get(cid, []) if x in st.commands]
+                return self.reply(200, out)
+            if method == "DELETE":
+                st.links.pop(cid, None)
+                st.stats["link_deletes"] += 1
+                return self.reply(204, b"")
+            if method not in ("POST", "PUT"):
+                return self.error(405, "Request method '%s' not supported" % method)
+            if not isinstance(body, list) or not all(isinstance(x, str) for x in body):
+                return self.error(400, "a JSON list of command ids is required")
+            for x in body:
+                if x not in st.commands:
+                    return self.error(404, "No command with id %s exists" % x)
+            cur = [] if method == "PUT" else st.links.get(cid, [])
+            st.links[cid] = cur + [x for x in body if x not in cur]
+            st.stats["link_sets"] += 1
+        return self.reply(204, b"")
 
     def do_GET(self):
         self.handle_any("GET")

@@ -422,7 +422,14 @@ class Genie(FakeCase):
     def setUp(self):
         super().setUp()
         if not getattr(type(self), "registered", False):
-            self.cluster("timing", "sched:timing", "baton.run_key:ck-1")
+            cid = self.cluster("timing", "sched:timing", "baton.run_key:ck-1")
+            # Genie 3 runs a job only with a matching command linked
+            code, _, _ = call(self.port, "POST", "/api/v3/commands",
+                              {"id": "x", "name": "x", "user": "u", "version": "1",
+                               "status": "ACTIVE", "executable": "x", "tags": ["type:x"]})
+            self.assertEqual(code, 201)
+            code, _, _ = call(self.port, "PUT", "/api/v3/clusters/%s/commands" % cid, ["x"])
+            self.assertEqual(code, 204)
             type(self).registered = True
 
     def test_effect_keys(self):

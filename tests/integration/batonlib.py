@@ -25,6 +25,7 @@ import textwrap
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 from kazoo.client import KazooClient
@@ -74,6 +75,38 @@ def batonctl(cluster, *args, check=True):
         raise AssertionError("batonctl %s: exit %d\n%s%s" % (" ".join(args), out.returncode,
                                                              out.stdout, out.stderr))
     return out
+
+
+def aws_env(ak, sk, **more):
+    """A node's environment for the EMR stand-in: these keys and nothing
+    else to find (no shared file, no instance metadata), polls every 200 ms."""
+    env = {"AWS_ACCESS_KEY_ID": ak, "AWS_SECRET_ACCESS_KEY": sk, "AWS_SESSION_TOKEN": "",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+           "BATON_EMR_POLL_INTERVAL_MS": "200"}
+    env.update(more)
+    return env
+
+
+def genie_register(fake, cluster, commands=(), headers=None):
+    """What a Genie administrator has done before a job runs on a cluster:
+    registered it and (Genie 3) linked to it an ACTIVE command for each tag
+    set in `commands` (each command created once, id cmd-<tags>)."""
+    fake.call("POST", "/api/v3/clusters", cluster, headers=headers)
+    ids = []
+    for tags in commands:
+        cid = "cmd-" + "-".join(t.replace(":", "_") for t in tags)
+        try:
+            fake.call("POST", "/api/v3/commands",
+                      {"id": cid, "name": cid, "user": "platform", "version": "1",
+                       "status": "ACTIVE", "executable": "/usr/bin/" + cid, "tags": list(tags)},
+                      headers=headers)
+        except urllib.error.HTTPError as e:
+            if e.code != 409:
+                raise
+        ids.append(cid)
+    if ids:
+        fake.call("POST", "/api/v3/clusters/%s/commands" % cluster["id"], ids, headers=headers)
+    return ids
 
 
 def harness(*args):

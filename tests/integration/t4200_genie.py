@@ -16,7 +16,8 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import SESSION_MS, Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
+from batonlib import (SESSION_MS, Cluster, Fake, WorkflowCase, batonctl,  # noqa: E402
+                      genie_register, wait_for)
 
 # must match genie_ns in src/ops/genie_json.c
 GENIE_NS = uuid.UUID("257cceb1-5cee-521c-a0af-33822a0b2902")
@@ -69,8 +70,8 @@ class Genie(WorkflowCase):
         self.assertEqual(violations, [], "invariant violated")
 
     # -------------------------------------------------------------- helpers
-    def register(self, cluster):
-        self.fake.call("POST", "/api/v3/clusters", cluster, headers=self.auth_header)
+    def register(self, cluster, commands=(("type:spark-submit",),)):
+        genie_register(self.fake, cluster, commands, headers=self.auth_header)
 
     def apply_job(self, wf, tags="", extra=""):
         if not getattr(self, "sla_registered", False):
@@ -278,6 +279,10 @@ class Genie(WorkflowCase):
         answer comes after the leader died): the new leader finds the
         registration under its deterministic id and adopts it."""
         old, _ = self.c.start()
+        self.fake.call("POST", "/api/v3/commands",
+                       {"id": "spark", "name": "spark", "user": "platform", "version": "1",
+                        "status": "ACTIVE", "executable": "spark-submit",
+                        "tags": ["type:spark-submit"]}, headers=self.auth_header)
         self.fake.fault(path_prefix="/api/v3/clusters", method="POST", mode="slow", delay_ms=4000)
         self.apply("""
             workflow: clt
@@ -290,6 +295,7 @@ class Genie(WorkflowCase):
                   version: emr-6.15.0
                   emr_cluster_id: j-T4211
                   tags: ["sched:transient"]
+                  command_criteria: [{tags: ["type:spark-submit"]}]
         """)
         batonctl(self.c.name, "trigger", "clt")
         wait_for(lambda: self.fake.stats()["clusters_created"] == 1, 30, "the registration stored")
@@ -300,11 +306,37 @@ class Genie(WorkflowCase):
         self.assertEqual(state, "success")
         cid = genie_id(self.c.name, "cluster", self.run_key("clt", "register"))
         self.assertEqual(self.task_log("clt", run_id, "register")["outputs"],
-                         {"genie_cluster_id": cid})
+                         {"genie_cluster_id": cid, "genie_command_ids": "spark"})
         st = self.fake.stats()
         self.assertEqual(st["clusters_created"], 1, st)
         self.assertEqual(st["cluster_posts"], 1, st)  # looked up, never sent again
-        self.assertEqual(self.fake.call("GET", "/_clusters")[cid]["status"], "UP")
+        cl = self.fake.call("GET", "/_clusters")[cid]
+        # the adopting leader linked the command the dead one never got to
+        self.assertEqual((cl["status"], cl["commands"]), ("UP", ["spark"]))
+
+    def test_11a_registration_without_its_command_fails(self):
+        """A command_criteria entry that selects no ACTIVE command fails the
+        registration with the reason: a cluster no job could use."""
+        self.c.start()
+        self.apply("""
+            workflow: nocmd
+            schedule: none
+            defaults: {retries: 0}
+            tasks:
+              - id: register
+                genie_register_cluster:
+                  name: transient-j-T4212
+                  user: svc-baton
+                  version: emr-6.15.0
+                  command_criteria: [{tags: ["type:presto"]}]
+        """)
+        batonctl(self.c.name, "trigger", "nocmd")
+        run_id, state = self.wait_run_done("nocmd")
+        self.assertEqual(state, "failed")
+        log = self.task_log("nocmd", run_id, "register")
+        self.assertEqual(log["error_code"], "no_command")
+        self.assertIn("no ACTIVE command matches command_criteria (size=100&status=ACTIVE&"
+                      "tag=type%3Apresto)", log["error"])
 
     def test_10_cluster_resolution(self):
         """Genie 3's resolution at submission: the criteria in order, UP
@@ -315,6 +347,10 @@ class Genie(WorkflowCase):
         # criterion names a cluster by Genie's own genie.name tag
         self.register(dict(SLA_CLUSTER, id="sla-down", name="sla-down", status="OUT_OF_SERVICE"))
         self.register(dict(SLA_CLUSTER, id="adhoc", name="yarn-adhoc", tags=["sched:adhoc"]))
+        # every tag of nowhere's second criterion, but no command linked: a
+        # job cannot run there (Genie 3 resolves cluster and command together)
+        self.register(dict(SLA_CLUSTER, id="adhoc-bare", name="yarn-adhoc-bare",
+                           tags=["sched:adhoc", "type:yarn"]), commands=())
         self.apply("""
             workflow: resolve
             schedule: none

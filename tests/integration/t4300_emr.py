@@ -12,7 +12,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import SESSION_MS, Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
+from batonlib import (SESSION_MS, Cluster, Fake, WorkflowCase, aws_env, batonctl,  # noqa: E402
+                      wait_for)
 
 AK, SK = "AKIAT4300EXAMPLE", "t4300/secret+key=="
 
@@ -55,9 +56,7 @@ class Emr(WorkflowCase):
     # -------------------------------------------------------------- helpers
     def start(self, *fake_args, env=None, extra=""):
         self.fake = EmrFake(*fake_args)
-        e = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
-             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
-             "BATON_EMR_POLL_INTERVAL_MS": "200"}
+        e = aws_env(AK, SK)
         e.update(env or {})
         extra = extra.replace("{imds}", str(self.fake.imds))
         self.c = Cluster(extra="emr:\n  endpoint: http://127.0.0.1:%d\n  region: us-east-1\n%s"

@@ -16,7 +16,8 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
+from batonlib import (Cluster, Fake, WorkflowCase, aws_env, batonctl, genie_register,  # noqa: E402
+                      wait_for)
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                        "workflows", "transient_emr_genie.yaml")
@@ -26,6 +27,9 @@ GENIE_AUTH = {"Authorization": "Basic dTpw"}  # u:p
 # must match genie_ns in src/ops/genie_json.c
 GENIE_NS = uuid.UUID("257cceb1-5cee-521c-a0af-33822a0b2902")
 TAGS = ["sched:transient", "type:yarn", "env:prod", "team:data-eng"]
+# the commands the example's jobs select (command_criterion), which its
+# registration links (command_criteria)
+COMMANDS = [("type:spark-submit", "ver:3.4"), ("type:hive",)]
 # yesterday's transient cluster, still registered and UP: it carries every tag
 # of the example's registration but its own emr.cluster_id, and was
 # registered first (the stand-in would pick it on a loose match)
@@ -47,15 +51,14 @@ class Transient(WorkflowCase):
                         "--region", "eu-central-1")
         self.genie = Fake("genie_fake", "--auth", "basic:u:p")
         self.livy = Fake("livy_fake", "--csrf")
-        env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
-               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
-               "BATON_EMR_POLL_INTERVAL_MS": "200"}
+        env = aws_env(AK, SK)
         self.c = Cluster(env=env, extra=(
             "emr:\n  endpoint: %s\n  region: eu-central-1\n"
             "genie:\n  url: %s\n  auth: basic u:p\n"
             "livy:\n  url: %s\n" % (self.emr.url, self.genie.url, self.livy.url)))
         self.c.start()
-        self.genie.call("POST", "/api/v3/clusters", OLD, headers=GENIE_AUTH)
+        # the platform team's commands, linked to yesterday's cluster too
+        self.commands = genie_register(self.genie, OLD, COMMANDS, headers=GENIE_AUTH)
         batonctl(self.c.name, "workflow", "apply", "--paused", EXAMPLE)
 
     def tearDown(self):
@@ -87,18 +90,23 @@ class Transient(WorkflowCase):
         cid = self.task_log(WF, run_id, "create_cluster")["outputs"]["cluster_id"]
         reg = genie_id(self.c.name, "cluster", self.key(run_id, "register_cluster"))
         self.assertEqual(self.task_log(WF, run_id, "register_cluster")["outputs"],
-                         {"genie_cluster_id": reg})
+                         {"genie_cluster_id": reg, "genie_command_ids": ",".join(self.commands)})
         # the teardown found exactly our registration, not yesterday's
         self.assertEqual(self.task_log(WF, run_id, "unregister_cluster")["outputs"],
                          {"genie_cluster_id": reg})
         cl = self.genie.call("GET", "/_clusters")
         self.assertEqual({k: v["status"] for k, v in cl.items()},
                          {reg: "TERMINATED", OLD["id"]: "UP"})
+        # linked while it ran, unlinked by the teardown; yesterday's untouched
+        self.assertEqual((cl[reg]["commands"], cl[OLD["id"]]["commands"]), ([], self.commands))
+        self.assertEqual(cl[reg]["configs"], [
+            "s3://acme-emr-artifacts/genie/%s/%s-site.xml" % (cid, x) for x in ("core", "yarn")])
         self.assertEqual(cl[reg]["name"], "sessionize-" + cid)
         for t in TAGS + ["emr.cluster_id:" + cid, "genie.id:" + reg]:
             self.assertIn(t, cl[reg]["tags"])
         gst = self.genie.stats()
         self.assertEqual((gst["clusters_created"], gst["cluster_patches"]), (2, 1), gst)
+        self.assertEqual((gst["link_sets"], gst["link_deletes"]), (2, 1), gst)  # OLD's, ours
         est = self.emr.stats()
         self.assertEqual((est["RunJobFlow"], est["TerminateJobFlows"], est["AddJobFlowSteps"]),
                          (1, 1, 0), est)
@@ -136,6 +144,10 @@ class Transient(WorkflowCase):
             self.assertEqual(j["request"]["clusterCriterias"],
                              [{"tags": ["sched:transient", "emr.cluster_id:" + cid]}])
         self.assertEqual(self.genie.stats()["jobs_unresolved"], 0)
+        # each with the command its criterion selects, through the links
+        self.assertEqual({j["request"]["name"]: j["command_id"] for j in jobs.values()},
+                         {"clickstream-sessionize": self.commands[0],
+                          "sessions-add-partition": self.commands[1]})
         # and the Livy batch, tagged with the cluster and the run
         lst = self.livy.stats()
         self.assertEqual(lst["batches_created"], 1, lst)

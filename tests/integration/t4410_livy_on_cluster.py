@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from batonlib import Cluster, Fake, WorkflowCase, batonctl, wait_for  # noqa: E402
+from batonlib import Cluster, Fake, WorkflowCase, aws_env, batonctl, wait_for  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                        "workflows", "nightly_etl.yaml")
@@ -59,9 +59,7 @@ class LivyOnCluster(WorkflowCase):
                         "--cluster-livy-auth", "%s:%s" % (LIVY_USER, LIVY_PASS))
         # a Livy at the old global place: nothing may reach it
         self.livy = Fake("livy_fake", "--csrf")
-        env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
-               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
-               "BATON_EMR_POLL_INTERVAL_MS": "200", "BATON_LIVY_POLL_INTERVAL_MS": "200"}
+        env = aws_env(AK, SK, BATON_LIVY_POLL_INTERVAL_MS="200")
         self.c = Cluster(env=env, extra=(
             "emr:\n  endpoint: %s\n  region: eu-central-1\n" % self.emr.url + self.credentials))
         self.c.start()

@@ -33,7 +33,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from batonlib import (FAKES, SESSION_MS, ZK, Cluster, Fake, WorkflowCase,  # noqa: E402
-                      batonctl, end_liveness_backend, harness, wait_for)
+                      aws_env, batonctl, end_liveness_backend, harness, wait_for)
 
 AK, SK = "AKIAT4500EXAMPLE", "t4500/secret+key=="
 ROUNDS = int(os.environ.get("BATON_T4500_ROUNDS", "3"))
@@ -136,9 +136,7 @@ class ExactlyOnce(WorkflowCase):
                          "--effect-delay", "*=10-50", "--list-lag-ms", "300",
                          "--allow-duplicate-names")
         self.proxy = Proxy(self.livy.port)
-        env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK, "AWS_SESSION_TOKEN": "",
-               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
-               "BATON_EMR_POLL_INTERVAL_MS": "200"}
+        env = aws_env(AK, SK)
         self.c = Cluster(extra="emr:\n  endpoint: http://127.0.0.1:%d\n  region: us-east-1\n"
                                "livy:\n  url: http://127.0.0.1:%d\n  poll_interval: 200ms\n"
                                "dispatch:\n  transit_bound: %dms\n  settle: %dms\n"
@@ -489,17 +487,21 @@ class ExactlyOnce(WorkflowCase):
                 self.c.wait_leader(SESSION_MS / 1000 * 6)
             else:
                 leader.signal(signal.SIGSTOP)
+                before = len(leader.logtext())
                 try:
                     self.assertEqual(end_liveness_backend(st["zk_session"]), 1)
                     self.c.wait_leader(SESSION_MS / 1000 * 6, exclude=leader)
                     time.sleep(self.rnd.uniform(0, 1.0))  # well inside its session
                 finally:
                     leader.signal(signal.SIGCONT)
-                # deposed: by the lock's release, or by its session's expiry
-                # when no standby was watching
+                # deposed, whichever it learns first: its lock another's
+                # ("taken over while alive"), its next fenced write refused
+                # ("fenced"), its znode gone, or its session expired when no
+                # standby was watching; the log is the node's whole life, so
+                # only what it wrote since the freeze counts
                 wait_for(lambda: (leader.status() or {}).get("role") == "standby" and
-                         ("taken over while alive" in leader.logtext() or
-                          "session expired" in leader.logtext()), 20,
+                         ("stepping down:" in leader.logtext()[before:] or
+                          "session expired" in leader.logtext()[before:]), 20,
                          "the resumed leader to find itself deposed")
             done[kind] += 1
         self.mix_rounds(fault)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "baton/coord.h"
+#include "baton/emr.h"
 #include "baton/http.h"
 
 #define MAX_ROWS 64
@@ -397,4 +398,25 @@ size_t bt_http_gate_closed(bt_http_t *h, int sent_too)
     (void)h;
     (void)sent_too;
     return 0;
+}
+
+/* ... and the EMR orphan reaper's jobs: no EMR operators here. */
+bt_err_t bt_emr_scan_tagged(bt_operator_t *const *ops, size_t n, bt_emr_scan_cb cb, void *arg)
+{
+    (void)ops;
+    (void)n;
+    (void)cb;
+    (void)arg;
+    return BT_E_NOTFOUND;
+}
+
+bt_err_t bt_emr_terminate_cluster(bt_operator_t *const *ops, size_t n, const char *cluster_id,
+                                  bt_emr_done_cb cb, void *arg)
+{
+    (void)ops;
+    (void)n;
+    (void)cluster_id;
+    (void)cb;
+    (void)arg;
+    return BT_E_NOTFOUND;
 }
