@@ -350,6 +350,8 @@ json_t *emr_add_steps_body(const Baton__V1__EmrAddStep *s, const char *step_name
     json_object_set_new(step, "HadoopJarStep", jar);
     json_array_append_new(steps, step);
     json_object_set_new(o, "Steps", steps);
+    if (s->execution_role_arn && *s->execution_role_arn)
+        put_str(&b, o, "ExecutionRoleArn", s->execution_role_arn);
     if (b.bad) {
         json_decref(o);
         return NULL;

@@ -528,9 +528,16 @@ def check_step(i, s):
     return aof, jar, args
 
 
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
 def check_add_steps(req):
     """What AddJobFlowSteps checks in the request alone (the cluster's
     existence and state are checked when it takes effect)."""
+    check_shape(model()["operations"]["AddJobFlowSteps"]["input"]["shape"], req, "")
+    role = req.get("ExecutionRoleArn")
+    need(role is None or ROLE_ARN.fullmatch(role),
+         "The ExecutionRoleArn '%s' is not a valid IAM role ARN." % role)
     need(isinstance(req.get("JobFlowId"), str), "1 validation error detected: Value null at "
          "'jobFlowId' failed to satisfy constraint: Member must not be null")
     steps = req.get("Steps")

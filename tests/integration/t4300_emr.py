@@ -137,6 +137,7 @@ class Emr(WorkflowCase):
                   name: transform
                   args: [spark-submit, s3://b/job.py, "{{ run.date }}"]
                   wait_for_completion: true
+                  execution_role_arn: arn:aws:iam::123456789012:role/etl-transform
               - id: sensor
                 depends_on: [step]
                 emr_wait_step:
@@ -180,6 +181,7 @@ class Emr(WorkflowCase):
                          (True, [{"Name": "Spark"}, {"Name": "Hadoop"}]))
         s = self.fake.last("AddJobFlowSteps")
         self.assertEqual(s["JobFlowId"], cid)
+        self.assertEqual(s["ExecutionRoleArn"], "arn:aws:iam::123456789012:role/etl-transform")
         self.assertEqual(s["Steps"][0]["Name"], "transform [flow/%s/step/1]" % run)
         self.assertEqual(s["Steps"][0]["ActionOnFailure"], "CONTINUE")
         self.assertEqual(s["Steps"][0]["HadoopJarStep"]["Jar"], "command-runner.jar")
