@@ -43,8 +43,7 @@ static int sweeping(const emr_call_t *c)
     return c->base.kind == OPC_SWEEP;
 }
 
-/* Takes a Marker from a list answer; 0 (answered) when it repeats. */
-static int take_marker(emr_call_t *c, const json_t *reply, const char *op)
+int emr_take_marker(emr_call_t *c, const json_t *reply, const char *op)
 {
     const char *m = emr_str(reply, "Marker");
     if (m && c->page_marker && !strcmp(m, c->page_marker)) {
@@ -167,7 +166,7 @@ static void on_list_clusters(opc_call_t *oc, bt_err_t err, const bt_http_respons
         if (id && *id && cluster_name_ours(c, name))
             json_array_append_new(c->candidates, json_string(id));
     }
-    if (take_marker(c, oc->reply, "ListClusters"))
+    if (emr_take_marker(c, oc->reply, "ListClusters"))
         next_candidate(c);
 }
 
@@ -218,7 +217,7 @@ static void on_list_steps(opc_call_t *oc, bt_err_t err, const bt_http_response_t
         if (created >= 0 && created < oldest)
             return walk_over(c); /* newest first: everything from here on is older than us */
     }
-    if (take_marker(c, oc->reply, "ListSteps"))
+    if (emr_take_marker(c, oc->reply, "ListSteps"))
         next_page(c, "ListSteps", list_steps_body, on_list_steps);
 }
 

@@ -98,6 +98,9 @@ bt_err_t emr_start(opc_call_t *oc, const bt_op_call_t *call);
  * duplicate sweep, which walks the same lists */
 bt_err_t emr_adopt_cluster(emr_call_t *c);
 bt_err_t emr_adopt_step(emr_call_t *c);
+/* Takes a list answer's Marker into c->page_marker and counts the page; 0
+ * (the call answered bad_response) when the Marker repeats. */
+int emr_take_marker(emr_call_t *c, const json_t *reply, const char *op);
 
 /* emr_json.c */
 void emr_key_marker(const char *run_key, char out[EMR_MARKER_MAX + 1]);

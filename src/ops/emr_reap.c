@@ -111,14 +111,11 @@ static void on_page(opc_call_t *oc, bt_err_t err, const bt_http_response_t *res)
     (void)res;
     emr_call_t *c = emr_of(oc);
     const json_t *list = json_object_get(oc->reply, "Clusters"), *cl;
-    const char *m = emr_str(oc->reply, "Marker");
     size_t i;
     if (list && !json_is_array(list))
         return opc_fail(oc, "bad_response", "ListClusters: Clusters is not a list");
-    if (m && c->page_marker && !strcmp(m, c->page_marker))
-        return opc_fail(oc, "bad_response", "ListClusters: the same Marker twice");
-    opc_strset(&c->page_marker, m && *m ? m : NULL);
-    c->pages++;
+    if (!emr_take_marker(c, oc->reply, "ListClusters"))
+        return;
     json_decref(c->candidates);
     if (!(c->candidates = json_array()))
         return opc_fail(oc, "lookup_incomplete", "out of memory");

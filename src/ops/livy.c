@@ -3,12 +3,10 @@
  * (lookup by name, submission, adoption, the duplicate sweep, deletion,
  * log tails). The operators themselves are in livy_batch.c and
  * livy_statement.c. */
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "baton/log.h"
 #include "ops/livy_int.h"

@@ -300,7 +300,6 @@ int opc_use_endpoint(opc_call_t *c, const bt_op_call_t *call, const char *url, c
                                  : "is not a kind this service takes");
         return -1;
     }
-    c->own_auth = 1;
     return 0;
 }
 
@@ -500,10 +499,11 @@ static bt_err_t transmit(opc_call_t *c, const opc_auth_t *auth)
     size_t nh = 0;
     for (size_t i = 0; f->headers[i] && nh < 4; i++)
         headers[nh++] = f->headers[i];
-    if (!c->own_auth && f->auth_header)
-        headers[nh++] = f->auth_header;
-    else if (c->auth_header)
-        headers[nh++] = c->auth_header;
+    /* a task that names its credential sends it instead of the family's */
+    int own = c->userpwd || c->auth_header;
+    const char *authz = own ? c->auth_header : f->auth_header;
+    if (authz)
+        headers[nh++] = authz;
     if (rq->content_type) {
         snprintf(ctype, sizeof ctype, "Content-Type: %s", rq->content_type);
         headers[nh++] = ctype;
@@ -524,7 +524,7 @@ static bt_err_t transmit(opc_call_t *c, const opc_auth_t *auth)
         .aws_sigv4 = auth ? auth->aws_sigv4 : NULL,
         .aws_access_key = auth ? auth->aws_access_key : NULL,
         .aws_secret_key = auth ? auth->aws_secret_key : NULL,
-        .userpwd = c->own_auth ? c->userpwd : f->userpwd,
+        .userpwd = own ? c->userpwd : f->userpwd,
         .timeout_ms = rq->timeout_ms,
         .max_attempts = rq->max_attempts,
         .retry_budget_ms = rq->budget_ms,

@@ -162,8 +162,7 @@ struct opc_call {
                                   * points it elsewhere (memory of its own), or
                                   * opc_use_endpoint did (own_url) */
     char *own_url;               /* the task's or the handle's endpoint */
-    int own_auth;                /* the task names its credential: these, not fam's */
-    char *userpwd, *auth_header;
+    char *userpwd, *auth_header; /* the task's own credential (then not fam's), or NULL */
     opc_req_t rq;                /* the request in flight */
     json_t *reply;               /* svc->parse's reading of the last answer, held by
                                   * the call until the next answer or its end */
